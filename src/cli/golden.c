@@ -1,0 +1,53 @@
+/* tessera golden CASE_DIR...: run golden reference cases (see src/golden/golden.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "golden/golden.h"
+
+static void golden_usage(FILE *f)
+{
+    fprintf(f, "usage: tessera golden CASE_DIR...\n\n"
+               "Runs each golden case folder (case.json + model + io.safetensors, see\n"
+               "shared/golden/FORMAT.md) and prints one line per compared tensor with its\n"
+               "max_abs, rel_l2 and PASS/FAIL.\n\n"
+               "exit status: 0 every case passed (or was skipped among others that ran),\n"
+               "1 a comparison failed, 77 every case is of a family not implemented yet.\n");
+}
+
+int cmd_golden(int argc, char **argv)
+{
+    int ran = 0, skipped = 0, failed = 0;
+    const char *skipped_names[256];
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            golden_usage(stdout);
+            return 0;
+        }
+        if (argv[i][0] == '-') {
+            fprintf(stderr, "tessera golden: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        int rc = golden_run_case(argv[i], 1.0);
+        if (rc == 77) {
+            if (skipped < 256)
+                skipped_names[skipped] = argv[i];
+            skipped++;
+        } else {
+            ran++;
+            failed += rc != 0;
+        }
+    }
+    if (ran + skipped == 0) {
+        golden_usage(stderr);
+        return 2;
+    }
+    printf("golden: %d passed, %d failed, %d skipped\n", ran - failed, failed, skipped);
+    for (int i = 0; i < skipped && i < 256; i++)
+        printf("  skipped (not implemented): %s\n", skipped_names[i]);
+    if (failed)
+        return 1;
+    return ran ? 0 : 77;
+}

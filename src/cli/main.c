@@ -1,0 +1,43 @@
+/* tessera: the command-line front end.  Dispatches to one subcommand per file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "tessera.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"golden", cmd_golden, "check the engine against golden reference cases"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "tessera %s: diffusion image generation and editing at very high resolution\n\n", TESSERA_VERSION);
+    fprintf(f, "usage: tessera COMMAND [options]   (tessera COMMAND --help for each)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("tessera %s\n", TESSERA_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "tessera: unknown command '%s' (see tessera --help)\n", argv[1]);
+    return 2;
+}

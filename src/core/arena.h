@@ -1,0 +1,36 @@
+/*
+ * Arena allocator for activations.
+ *
+ * A model's forward pass allocates its intermediate tensors from an arena and
+ * releases them in stack order (mark / reset), so memory for a whole denoising step
+ * is bounded and known.  The arena reserves address space up front and the kernel
+ * commits pages only when they are touched; ts_arena_peak() is the high-water mark
+ * benchmarks report.
+ */
+#ifndef TS_CORE_ARENA_H
+#define TS_CORE_ARENA_H
+
+#include <stddef.h>
+
+#include "core/tensor.h"
+
+typedef struct ts_arena ts_arena;
+
+/* Reserves `capacity` bytes of address space. Returns NULL (and sets the error) on failure. */
+ts_arena *ts_arena_create(size_t capacity);
+void ts_arena_destroy(ts_arena *a);
+
+/* 64-byte aligned, uninitialised. NULL with a TS_ERR_NOMEM message when the arena is full. */
+void *ts_arena_alloc(ts_arena *a, size_t bytes);
+/* Allocates an f32 tensor of the given shape; returns a tensor with data NULL on failure. */
+ts_tensor ts_arena_tensor(ts_arena *a, int ndim, const int64_t *shape);
+
+size_t ts_arena_mark(const ts_arena *a);
+/* Frees everything allocated after `mark`; pages above `mark` are returned to the OS. */
+void ts_arena_reset(ts_arena *a, size_t mark);
+
+size_t ts_arena_used(const ts_arena *a);
+size_t ts_arena_peak(const ts_arena *a);
+size_t ts_arena_capacity(const ts_arena *a);
+
+#endif

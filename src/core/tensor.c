@@ -1,0 +1,48 @@
+/* Tensor and weight-view helpers; see tensor.h. */
+#include "core/tensor.h"
+
+#include <stdio.h>
+
+static int64_t shape_product(int ndim, const int64_t *shape, int from)
+{
+    int64_t n = 1;
+    for (int i = from; i < ndim; i++)
+        n *= shape[i];
+    return n;
+}
+
+ts_tensor ts_tensor_view(float *data, int ndim, const int64_t *shape)
+{
+    ts_tensor t = {.data = data, .ndim = ndim};
+    for (int i = 0; i < ndim && i < TS_MAX_DIMS; i++)
+        t.shape[i] = shape[i];
+    return t;
+}
+
+int64_t ts_tensor_numel(const ts_tensor *t) { return shape_product(t->ndim, t->shape, 0); }
+
+int64_t ts_weight_numel(const ts_weight *w) { return shape_product(w->ndim, w->shape, 0); }
+
+int64_t ts_weight_row_len(const ts_weight *w) { return shape_product(w->ndim, w->shape, 1); }
+
+void ts_weight_row_f32(const ts_weight *w, int64_t r, float *dst)
+{
+    int64_t len = ts_weight_row_len(w);
+    const unsigned char *base = w->data;
+    ts_to_f32(w->dtype, base + (size_t)(r * len) * ts_dtype_size(w->dtype), dst, (size_t)len);
+}
+
+void ts_weight_to_f32(const ts_weight *w, float *dst)
+{
+    ts_to_f32(w->dtype, w->data, dst, (size_t)ts_weight_numel(w));
+}
+
+const char *ts_shape_str(char *buf, int buf_size, int ndim, const int64_t *shape)
+{
+    int used = snprintf(buf, (size_t)buf_size, "[");
+    for (int i = 0; i < ndim && used < buf_size; i++)
+        used += snprintf(buf + used, (size_t)(buf_size - used), i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (used < buf_size)
+        snprintf(buf + used, (size_t)(buf_size - used), "]");
+    return buf;
+}

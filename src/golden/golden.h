@@ -1,0 +1,49 @@
+/*
+ * Golden-case harness: runs one case folder of shared/golden (see its FORMAT.md)
+ * and compares what the engine computes with what the reference stored.
+ *
+ * A case names its `family`; a runner registered for that family (runners.c)
+ * loads the case's model through the ordinary loader, feeds it the stored inputs,
+ * and hands every output to golden_compare(), which applies the case's tolerance:
+ * a flat {max_abs, rel_l2[, max_rel]}, a per-output map whose keys may end in '*',
+ * `tolerance_mid` for intermediate `mid.*` tensors, and `tolerance_overrides`.
+ */
+#ifndef TS_GOLDEN_GOLDEN_H
+#define TS_GOLDEN_GOLDEN_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "io/safetensors.h"
+
+typedef struct {
+    const char *dir;
+    cJSON *json;            /* case.json */
+    ts_safetensors *io;     /* io.safetensors, or NULL when the case has none */
+    double tolerance_scale; /* multiplies every tolerance (e.g. tiled runs) */
+    int compared, failed;
+} golden_case;
+
+/* Compares got (float32, numel elements) with the stored tensor `name`; prints one
+ * line "  name  max_abs=...  rel_l2=...  PASS|FAIL" and counts the result.
+ * A shape mismatch or a missing expected tensor counts as a failure. */
+int golden_compare(golden_case *gc, const char *name, const float *got, int ndim, const int64_t *shape);
+/* Exact comparison of integer sequences (token ids); label names the comparison. */
+int golden_compare_ids(golden_case *gc, const char *label, const int64_t *got, const int64_t *want, int64_t n);
+
+/* Reads an io.safetensors input as f32 (any stored dtype) into a malloc'd buffer;
+ * shape_out (may be NULL) receives its shape. NULL with the error set when missing. */
+float *golden_input(golden_case *gc, const char *name, int *ndim_out, int64_t *shape_out);
+/* Path of a file inside the case folder (static buffer per call site is not kept: copy). */
+const char *golden_path(golden_case *gc, const char *file, char *buf, int buf_size);
+
+typedef int (*golden_runner_fn)(golden_case *gc);
+
+/* The runner for a family, or NULL when that family is not implemented yet. */
+golden_runner_fn golden_runner_for(const char *family);
+
+/* Runs one case folder. Returns 0 all passed, 1 a comparison failed or the case could not
+ * run (message printed), 77 the family is not implemented yet. */
+int golden_run_case(const char *dir, double tolerance_scale);
+
+#endif
