@@ -1,0 +1,26 @@
+/*
+ * Matrix products.
+ *
+ * ts_linear is the workhorse of every model: activations [M, K] times a stored
+ * weight [N, K] (PyTorch Linear / flattened conv layout) in its own dtype (f32,
+ * f16, bf16), widened panel by panel inside the kernel, never as a whole.
+ * ts_sgemm is a plain row-major f32 GEMM for activation x activation products.
+ */
+#ifndef TS_OPS_GEMM_H
+#define TS_OPS_GEMM_H
+
+#include <stdint.h>
+
+#include "core/tensor.h"
+
+/* C[M, N] = A[M, K] · Wᵀ (+ bias[N]).  W: [N, K] (or [N, K1, K2, ...] flattened to K),
+ * any floating dtype; bias may be NULL.  lda / ldc are row strides in floats. */
+void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const ts_weight *bias, float *C,
+               int64_t ldc);
+
+/* C[M, N] = alpha · op(A) · op(B) + beta · C, all row-major f32; op(X) = Xᵀ when trans_x.
+ * A is [M, K] (or [K, M] transposed), B is [K, N] (or [N, K] transposed). */
+void ts_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+              const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+#endif
