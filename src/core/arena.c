@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -87,6 +88,18 @@ void ts_arena_reset(ts_arena *a, size_t mark)
         madvise(a->base + first, last - first, MADV_DONTNEED);
     a->used = mark;
 }
+
+ts_tensor ts_arena_keep(ts_arena *a, size_t mark, ts_tensor t)
+{
+    size_t bytes = (size_t)ts_tensor_numel(&t) * sizeof(float);
+    size_t start = (mark + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    memmove(a->base + start, t.data, bytes); /* the destination is below the source */
+    t.data = (float *)(a->base + start);
+    ts_arena_reset(a, start + bytes);
+    return t;
+}
+
+size_t ts_arena_offset(const ts_arena *a, const void *p) { return (size_t)((const unsigned char *)p - a->base); }
 
 size_t ts_arena_used(const ts_arena *a) { return a->used; }
 size_t ts_arena_peak(const ts_arena *a) { return a->peak; }

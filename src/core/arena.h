@@ -29,6 +29,14 @@ size_t ts_arena_mark(const ts_arena *a);
 /* Frees everything allocated after `mark`; pages above `mark` are returned to the OS. */
 void ts_arena_reset(ts_arena *a, size_t mark);
 
+/* Moves tensor t (allocated after `mark`) down to `mark` and frees everything above it:
+ * the step that lets a chain of layers overwrite its input, so a forward pass holds
+ * one layer's input, temporaries and output at a time.  Returns the moved tensor. */
+ts_tensor ts_arena_keep(ts_arena *a, size_t mark, ts_tensor t);
+
+/* The mark at which p (a pointer returned by this arena) starts. */
+size_t ts_arena_offset(const ts_arena *a, const void *p);
+
 size_t ts_arena_used(const ts_arena *a);
 size_t ts_arena_peak(const ts_arena *a);
 size_t ts_arena_capacity(const ts_arena *a);

@@ -5,6 +5,8 @@
  */
 #include "core/dtype.h"
 
+#include "core/cpu.h"
+
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -182,8 +184,8 @@ void ts_f16_to_f32_n(const uint16_t *src, float *dst, size_t n)
 {
     static void (*impl)(const uint16_t *, float *, size_t);
     if (!impl)
-        impl = __builtin_cpu_supports("avx512f") ? f16_to_f32_avx512
-               : __builtin_cpu_supports("f16c")  ? f16_to_f32_f16c
+        impl = ts_cpu_has(TS_CPU_AVX512F) ? f16_to_f32_avx512
+               : ts_cpu_has(TS_CPU_F16C)  ? f16_to_f32_f16c
                                                  : f16_to_f32_scalar;
     impl(src, dst, n);
 }
@@ -192,7 +194,7 @@ void ts_f32_to_f16_n(const float *src, uint16_t *dst, size_t n)
 {
     static void (*impl)(const float *, uint16_t *, size_t);
     if (!impl)
-        impl = __builtin_cpu_supports("f16c") ? f32_to_f16_f16c : f32_to_f16_scalar;
+        impl = ts_cpu_has(TS_CPU_F16C) ? f32_to_f16_f16c : f32_to_f16_scalar;
     impl(src, dst, n);
 }
 
@@ -200,7 +202,7 @@ void ts_bf16_to_f32_n(const uint16_t *src, float *dst, size_t n)
 {
     static void (*impl)(const uint16_t *, float *, size_t);
     if (!impl)
-        impl = __builtin_cpu_supports("avx2") ? bf16_to_f32_avx2 : bf16_to_f32_scalar;
+        impl = ts_cpu_has(TS_CPU_AVX2) ? bf16_to_f32_avx2 : bf16_to_f32_scalar;
     impl(src, dst, n);
 }
 
