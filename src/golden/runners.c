@@ -5,11 +5,18 @@
 #include <string.h>
 
 #include "golden/golden.h"
+#include "golden/runners.h"
 
 static const struct {
     const char *family;
     golden_runner_fn run;
 } runners[] = {
+    {"vae_kl", golden_run_vae_kl},
+    {"vae_kl16", golden_run_vae_kl16},
+    {"sd1-unet", golden_run_unet},
+    {"sd1-unet-inpaint", golden_run_unet},
+    {"sdxl-unet", golden_run_unet},
+    {"sdxl-vector-conditioning", golden_run_sdxl_vector},
     {NULL, NULL},
 };
 

@@ -1,0 +1,14 @@
+/*
+ * Runner functions, one per golden family; registered in runners.c.
+ */
+#ifndef TS_GOLDEN_RUNNERS_H
+#define TS_GOLDEN_RUNNERS_H
+
+#include "golden/golden.h"
+
+int golden_run_vae_kl(golden_case *gc);
+int golden_run_vae_kl16(golden_case *gc);
+int golden_run_unet(golden_case *gc);
+int golden_run_sdxl_vector(golden_case *gc);
+
+#endif
