@@ -62,8 +62,8 @@ float ts_f16_to_f32(uint16_t h)
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exponent = (h >> 10) & 0x1f;
     uint32_t mantissa = h & 0x3ff;
-    if (exponent == 0x1f) /* inf / nan */
-        return bits_to_f32(sign | 0x7f800000u | (mantissa << 13));
+    if (exponent == 0x1f) /* inf, or a nan quietened with its payload kept, as F16C does */
+        return bits_to_f32(sign | 0x7f800000u | (mantissa << 13) | (mantissa ? 0x400000u : 0));
     if (exponent == 0) { /* zero / subnormal: mantissa * 2^-24 */
         float v = (float)mantissa * 0x1p-24f;
         return sign ? -v : v;
@@ -76,8 +76,8 @@ uint16_t ts_f32_to_f16(float f)
     uint32_t u = f32_to_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
     uint32_t abs = u & 0x7fffffffu;
-    if (abs >= 0x7f800000u) /* inf / nan (keep a quiet nan) */
-        return sign | 0x7c00 | (abs > 0x7f800000u ? 0x200 : 0);
+    if (abs >= 0x7f800000u) /* inf, or a quiet nan with the payload's top bits, as F16C does */
+        return sign | 0x7c00 | (abs > 0x7f800000u ? 0x200 | ((abs >> 13) & 0x3ff) : 0);
     if (abs >= 0x477ff000u) /* rounds to >= 65520: overflow to inf */
         return sign | 0x7c00;
     if (abs < 0x38800000u) { /* below the smallest normal f16: subnormal or zero */
