@@ -269,6 +269,17 @@ static void test_to_f32_other_types(void)
     memcpy(raw + 1, vals, 16);
     ts_to_f32(TS_DTYPE_I32, raw + 1, out, 4);
     CHECK(out[0] == -5.0f && out[1] == 0x1p20f && out[2] == 2.0f && out[3] == -1.0f);
+    /* Unaligned 16-bit floats (safetensors data need not be aligned) give the aligned results. */
+    uint16_t h16[4] = {0x3c00, 0xc000, 0x7c00, 0x0001}, b16[4] = {0x3f80, 0xc040, 0xff80, 0x0001};
+    float aligned[4];
+    memcpy(raw + 1, h16, 8);
+    ts_to_f32(TS_DTYPE_F16, raw + 1, out, 4);
+    ts_to_f32(TS_DTYPE_F16, h16, aligned, 4);
+    CHECK(memcmp(out, aligned, sizeof out) == 0 && out[1] == -2.0f);
+    memcpy(raw + 1, b16, 8);
+    ts_to_f32(TS_DTYPE_BF16, raw + 1, out, 4);
+    ts_to_f32(TS_DTYPE_BF16, b16, aligned, 4);
+    CHECK(memcmp(out, aligned, sizeof out) == 0 && out[1] == -3.0f);
 
     /* F8: every pattern against the arithmetic definition (e4m3fn: bias 7, no inf, 0x7f nan; e5m2: f16's top byte). */
     int bad = 0;

@@ -268,6 +268,9 @@ static void test_empty_scalar_metadata_prefix(void)
     CHECK(strcmp(ts_st_metadata(st, "format"), "pt") == 0);
     CHECK(strcmp(ts_st_metadata(st, "modelspec.title"), "t\xc3\xa9st") == 0);
     CHECK(ts_st_metadata(st, "missing") == NULL);
+    CHECK(strcmp(ts_st_metadata_key(st, 0), "format") == 0);
+    CHECK(strcmp(ts_st_metadata_key(st, 1), "modelspec.title") == 0);
+    CHECK(ts_st_metadata_key(st, 2) == NULL);
     const ts_st_tensor *s = ts_st_find(st, "scale");
     CHECK(s && s->ndim == 0 && s->begin == 0 && s->end == 4);
     ts_weight w;

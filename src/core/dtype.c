@@ -5,6 +5,7 @@
  */
 #include "core/dtype.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -178,12 +179,20 @@ static void bf16_to_f32_scalar(const uint16_t *src, float *dst, size_t n)
         dst[i] = ts_bf16_to_f32(src[i]);
 }
 
+/* clang's __builtin_cpu_supports does not know "f16c": read CPUID.1:ECX bit 29 directly.
+ * F16C uses the AVX registers, so the OS must also save them ("avx" checks that). */
+static int cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 void ts_f16_to_f32_n(const uint16_t *src, float *dst, size_t n)
 {
     static void (*impl)(const uint16_t *, float *, size_t);
     if (!impl)
         impl = __builtin_cpu_supports("avx512f") ? f16_to_f32_avx512
-               : __builtin_cpu_supports("f16c")  ? f16_to_f32_f16c
+               : cpu_has_f16c()  ? f16_to_f32_f16c
                                                  : f16_to_f32_scalar;
     impl(src, dst, n);
 }
@@ -192,7 +201,7 @@ void ts_f32_to_f16_n(const float *src, uint16_t *dst, size_t n)
 {
     static void (*impl)(const float *, uint16_t *, size_t);
     if (!impl)
-        impl = __builtin_cpu_supports("f16c") ? f32_to_f16_f16c : f32_to_f16_scalar;
+        impl = cpu_has_f16c() ? f32_to_f16_f16c : f32_to_f16_scalar;
     impl(src, dst, n);
 }
 
@@ -214,11 +223,22 @@ void ts_to_f32(ts_dtype t, const void *src, float *dst, size_t n)
 {
     switch (t) {
     case TS_DTYPE_F32: memcpy(dst, src, n * 4); return;
-    case TS_DTYPE_F16: ts_f16_to_f32_n(src, dst, n); return;
-    case TS_DTYPE_BF16: ts_bf16_to_f32_n(src, dst, n); return;
+    /* safetensors does not promise aligned data: an odd address takes the slow path below. */
+    case TS_DTYPE_F16:
+        if (((uintptr_t)src & 1) == 0) {
+            ts_f16_to_f32_n(src, dst, n);
+            return;
+        }
+        break;
+    case TS_DTYPE_BF16:
+        if (((uintptr_t)src & 1) == 0) {
+            ts_bf16_to_f32_n(src, dst, n);
+            return;
+        }
+        break;
     default: break;
     }
-    /* Rare types: element by element, unaligned-safe. */
+    /* Rare types and unaligned 16-bit floats: element by element, unaligned-safe. */
     const unsigned char *p = src;
     size_t size = ts_dtype_size(t);
     for (size_t i = 0; i < n; i++, p += size) {
@@ -235,6 +255,8 @@ void ts_to_f32(ts_dtype t, const void *src, float *dst, size_t n)
         } v;
         memcpy(&v, p, size);
         switch (t) {
+        case TS_DTYPE_F16: dst[i] = ts_f16_to_f32(v.u16); break;
+        case TS_DTYPE_BF16: dst[i] = ts_bf16_to_f32(v.u16); break;
         case TS_DTYPE_F64: dst[i] = (float)v.f64; break;
         case TS_DTYPE_F8_E4M3: dst[i] = f8_e4m3_to_f32(v.u8); break;
         case TS_DTYPE_F8_E5M2: dst[i] = f8_e5m2_to_f32(v.u8); break;

@@ -352,6 +352,11 @@ const char *ts_st_metadata(const ts_safetensors *st, const char *key)
     return NULL;
 }
 
+const char *ts_st_metadata_key(const ts_safetensors *st, size_t i)
+{
+    return i < st->meta_count ? st->meta_keys[i] : NULL;
+}
+
 const char *ts_st_path(const ts_safetensors *st) { return st->path; }
 
 uint64_t ts_st_file_size(const ts_safetensors *st) { return st->size; }
