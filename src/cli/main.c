@@ -11,6 +11,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"golden", cmd_golden, "check the engine against golden reference cases"},
+    {"info", cmd_info, "show a checkpoint's tensors, dtypes, model family and metadata"},
 };
 
 static void usage(FILE *f)

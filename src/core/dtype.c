@@ -64,8 +64,8 @@ float ts_f16_to_f32(uint16_t h)
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exponent = (h >> 10) & 0x1f;
     uint32_t mantissa = h & 0x3ff;
-    if (exponent == 0x1f) /* inf / nan */
-        return bits_to_f32(sign | 0x7f800000u | (mantissa << 13));
+    if (exponent == 0x1f) /* inf, or a nan quietened with its payload kept, as F16C does */
+        return bits_to_f32(sign | 0x7f800000u | (mantissa << 13) | (mantissa ? 0x400000u : 0));
     if (exponent == 0) { /* zero / subnormal: mantissa * 2^-24 */
         float v = (float)mantissa * 0x1p-24f;
         return sign ? -v : v;
@@ -78,8 +78,8 @@ uint16_t ts_f32_to_f16(float f)
     uint32_t u = f32_to_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
     uint32_t abs = u & 0x7fffffffu;
-    if (abs >= 0x7f800000u) /* inf / nan (keep a quiet nan) */
-        return sign | 0x7c00 | (abs > 0x7f800000u ? 0x200 : 0);
+    if (abs >= 0x7f800000u) /* inf, or a quiet nan with the payload's top bits, as F16C does */
+        return sign | 0x7c00 | (abs > 0x7f800000u ? 0x200 | ((abs >> 13) & 0x3ff) : 0);
     if (abs >= 0x477ff000u) /* rounds to >= 65520: overflow to inf */
         return sign | 0x7c00;
     if (abs < 0x38800000u) { /* below the smallest normal f16: subnormal or zero */
@@ -216,11 +216,22 @@ void ts_to_f32(ts_dtype t, const void *src, float *dst, size_t n)
 {
     switch (t) {
     case TS_DTYPE_F32: memcpy(dst, src, n * 4); return;
-    case TS_DTYPE_F16: ts_f16_to_f32_n(src, dst, n); return;
-    case TS_DTYPE_BF16: ts_bf16_to_f32_n(src, dst, n); return;
+    /* safetensors does not promise aligned data: an odd address takes the slow path below. */
+    case TS_DTYPE_F16:
+        if (((uintptr_t)src & 1) == 0) {
+            ts_f16_to_f32_n(src, dst, n);
+            return;
+        }
+        break;
+    case TS_DTYPE_BF16:
+        if (((uintptr_t)src & 1) == 0) {
+            ts_bf16_to_f32_n(src, dst, n);
+            return;
+        }
+        break;
     default: break;
     }
-    /* Rare types: element by element, unaligned-safe. */
+    /* Rare types and unaligned 16-bit floats: element by element, unaligned-safe. */
     const unsigned char *p = src;
     size_t size = ts_dtype_size(t);
     for (size_t i = 0; i < n; i++, p += size) {
@@ -237,6 +248,8 @@ void ts_to_f32(ts_dtype t, const void *src, float *dst, size_t n)
         } v;
         memcpy(&v, p, size);
         switch (t) {
+        case TS_DTYPE_F16: dst[i] = ts_f16_to_f32(v.u16); break;
+        case TS_DTYPE_BF16: dst[i] = ts_bf16_to_f32(v.u16); break;
         case TS_DTYPE_F64: dst[i] = (float)v.f64; break;
         case TS_DTYPE_F8_E4M3: dst[i] = f8_e4m3_to_f32(v.u8); break;
         case TS_DTYPE_F8_E5M2: dst[i] = f8_e5m2_to_f32(v.u8); break;

@@ -3,11 +3,13 @@
 
 #include <stdio.h>
 
+/* -1 for a negative dim or a product past INT64_MAX, so callers can size-check without UB. */
 static int64_t shape_product(int ndim, const int64_t *shape, int from)
 {
     int64_t n = 1;
     for (int i = from; i < ndim; i++)
-        n *= shape[i];
+        if (shape[i] < 0 || __builtin_mul_overflow(n, shape[i], &n))
+            return -1;
     return n;
 }
 

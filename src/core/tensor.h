@@ -31,6 +31,7 @@ typedef struct {
 
 /* Builds a tensor header over existing storage: ts_tensor_view(p, 3, (int64_t[]){2, 77, 768}). */
 ts_tensor ts_tensor_view(float *data, int ndim, const int64_t *shape);
+/* Element counts are -1 when a dim is negative or the product overflows int64. */
 int64_t ts_tensor_numel(const ts_tensor *t);
 int64_t ts_weight_numel(const ts_weight *w);
 /* Number of elements per outer row: the product of all dims but the first. */

@@ -34,6 +34,9 @@ static struct {
           .nthreads = 0};
 
 static _Thread_local int inside_job;
+/* This thread's worker index, so a nested (serial) call reports the same index as the
+ * call around it and per-worker scratch never collides with another thread's. */
+static _Thread_local int current_worker;
 
 static void run_chunks(job_t *job, int worker)
 {
@@ -52,6 +55,7 @@ static void *worker_main(void *arg)
     int worker = (int)(intptr_t)arg;
     unsigned long seen = 0;
     inside_job = 1;
+    current_worker = worker;
     pthread_mutex_lock(&pool.lock);
     for (;;) {
         while (!pool.job || pool.generation == seen || worker >= pool.nthreads)
@@ -107,7 +111,7 @@ void ts_parallel_for(int64_t n, int64_t grain, ts_range_fn fn, void *ctx)
         grain = 1;
     int threads = ts_threads_get();
     if (inside_job || threads == 1 || n <= grain) {
-        fn(ctx, 0, n, 0);
+        fn(ctx, 0, n, current_worker);
         return;
     }
     /* A few chunks per thread balances uneven work; never below the grain. */

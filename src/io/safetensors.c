@@ -95,13 +95,16 @@ static int parse_tensor(const cJSON *item, uint64_t data_size, ts_st_tensor *t)
         return ts_fail(TS_ERR_FORMAT, "tensor \"%s\": %d dimensions (at most %d supported)", name, ndim,
                        TS_ST_MAX_DIMS);
     t->ndim = ndim;
-    uint64_t numel = 1;
+    /* The product of the non-zero dims must fit too: a zero dim would otherwise hide dims
+     * whose row length overflows int64 in the tensor helpers. */
+    uint64_t numel = 1, nonzero = 1;
     int d = 0;
     for (const cJSON *dim = shape->child; dim; dim = dim->next, d++) {
         uint64_t v;
         if (json_uint(dim, &v) != 0)
             return ts_fail(TS_ERR_FORMAT, "tensor \"%s\": shape entry %d is not a non-negative integer", name, d);
-        if (__builtin_mul_overflow(numel, v, &numel))
+        if (__builtin_mul_overflow(numel, v, &numel) || (v && __builtin_mul_overflow(nonzero, v, &nonzero)) ||
+            nonzero > INT64_MAX)
             return ts_fail(TS_ERR_FORMAT, "tensor \"%s\": shape overflows 64 bits", name);
         t->shape[d] = (int64_t)v;
     }
@@ -347,6 +350,11 @@ const char *ts_st_metadata(const ts_safetensors *st, const char *key)
         if (strcmp(st->meta_keys[i], key) == 0)
             return st->meta_values[i];
     return NULL;
+}
+
+const char *ts_st_metadata_key(const ts_safetensors *st, size_t i)
+{
+    return i < st->meta_count ? st->meta_keys[i] : NULL;
 }
 
 const char *ts_st_path(const ts_safetensors *st) { return st->path; }

@@ -48,6 +48,8 @@ const ts_st_tensor *ts_st_find_prefixed(const ts_safetensors *st, const char *pr
 const void *ts_st_data(const ts_safetensors *st, const ts_st_tensor *t);
 /* Value of a "__metadata__" entry, or NULL. */
 const char *ts_st_metadata(const ts_safetensors *st, const char *key);
+/* The i-th "__metadata__" key in file order, or NULL past the last. */
+const char *ts_st_metadata_key(const ts_safetensors *st, size_t i);
 const char *ts_st_path(const ts_safetensors *st);
 uint64_t ts_st_file_size(const ts_safetensors *st);
 
