@@ -275,9 +275,11 @@ static void test_empty_scalar_metadata_prefix(void)
     CHECK(s && s->ndim == 0 && s->begin == 0 && s->end == 4);
     ts_weight w;
     CHECK(ts_st_weight(st, NULL, "scale", &w) == 0 && w.ndim == 0 && ts_weight_numel(&w) == 1);
+    CHECK(ts_st_numel(s) == 1);
+    CHECK(ts_st_numel(ts_st_find(st, "model.diffusion_model.w")) == 6);
     const ts_st_tensor *e = ts_st_find(st, "empty");
     CHECK(e && e->ndim == 2 && e->shape[0] == 0 && e->shape[1] == 320 && e->begin == e->end);
-    CHECK(ts_st_find(st, "empty2") != NULL);
+    CHECK(ts_st_find(st, "empty2") != NULL && ts_st_numel(e) == 0);
 
     const char *prefix = "model.diffusion_model.";
     const ts_st_tensor *b = ts_st_find_prefixed(st, prefix, "out.bias");

@@ -39,10 +39,7 @@ static void count(const ts_safetensors *st, totals *t)
     memset(t, 0, sizeof *t);
     for (size_t i = 0; i < ts_st_count(st); i++) {
         const ts_st_tensor *x = ts_st_at(st, i);
-        uint64_t numel = 1;
-        for (int d = 0; d < x->ndim; d++)
-            numel *= (uint64_t)x->shape[d];
-        t->parameters += numel;
+        t->parameters += ts_st_numel(x);
         t->bytes += x->end - x->begin;
         t->per_dtype_tensors[x->dtype]++;
         t->per_dtype_bytes[x->dtype] += x->end - x->begin;
@@ -178,7 +175,11 @@ int cmd_info(int argc, char **argv)
     ts_model_info m;
     count(st, &t);
     ts_family_detect(st, &m);
-    int rc = json ? print_json(st, &t, &m) : (print_text(st, &t, &m), 0);
+    int rc = 0;
+    if (json)
+        rc = print_json(st, &t, &m);
+    else
+        print_text(st, &t, &m);
     ts_st_close(st);
     if (rc != 0)
         return rc;

@@ -344,6 +344,14 @@ const ts_st_tensor *ts_st_find_prefixed(const ts_safetensors *st, const char *pr
 
 const void *ts_st_data(const ts_safetensors *st, const ts_st_tensor *t) { return st->data + t->begin; }
 
+uint64_t ts_st_numel(const ts_st_tensor *t)
+{
+    uint64_t n = 1;
+    for (int d = 0; d < t->ndim; d++)
+        n *= (uint64_t)t->shape[d];
+    return n;
+}
+
 const char *ts_st_metadata(const ts_safetensors *st, const char *key)
 {
     for (size_t i = 0; i < st->meta_count; i++)

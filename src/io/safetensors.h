@@ -46,6 +46,8 @@ const ts_st_tensor *ts_st_find(const ts_safetensors *st, const char *name);
 /* Looks up prefix + name without building the joined string at the call site. */
 const ts_st_tensor *ts_st_find_prefixed(const ts_safetensors *st, const char *prefix, const char *name);
 const void *ts_st_data(const ts_safetensors *st, const ts_st_tensor *t);
+/* Element count (1 for a 0-d tensor); cannot overflow, the header was validated. */
+uint64_t ts_st_numel(const ts_st_tensor *t);
 /* Value of a "__metadata__" entry, or NULL. */
 const char *ts_st_metadata(const ts_safetensors *st, const char *key);
 /* The i-th "__metadata__" key in file order, or NULL past the last. */

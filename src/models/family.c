@@ -198,11 +198,8 @@ void ts_family_detect(const ts_safetensors *st, ts_model_info *out)
             out->other_tensors++;
             continue;
         }
-        uint64_t numel = 1;
-        for (int d = 0; d < t->ndim; d++)
-            numel *= (uint64_t)t->shape[d];
         out->comp[best].tensors++;
-        out->comp[best].parameters += numel;
+        out->comp[best].parameters += ts_st_numel(t);
     }
     out->family = pick_family(st, out);
 }
