@@ -265,7 +265,7 @@ static void test_jpeg_roundtrip(void)
         CHECK(ts_image_alloc(&img, 67, 45, channels, 8) == TS_OK);
         fill_smooth(&img);
         const char *path = scratch(channels == 1 ? "gray.jpg" : "rgb.JPEG");
-        ts_image_write_opts opts = {.jpeg_quality = 95, .parameters = "ignored for JPEG"};
+        ts_image_write_opts opts = {.jpeg_quality = 95};
         int rc = ts_image_write(path, &img, &opts);
         CHECK_MSG(rc == TS_OK, "%s", ts_error_message());
         rc = ts_image_read(path, &back);
@@ -275,6 +275,7 @@ static void test_jpeg_roundtrip(void)
             int max_diff;
             double mad = mean_abs_diff(&img, &back, &max_diff);
             CHECK_MSG(mad < 1.5 && max_diff <= 16, "mean %.3f max %d", mad, max_diff);
+            CHECK(back.parameters == NULL);
         }
         ts_image_free(&img);
         ts_image_free(&back);
@@ -380,6 +381,89 @@ static void test_jpeg_cmyk_becomes_rgb(void)
             CHECK_MSG(abs(p[((size_t)y * W + 3) * 3 + (size_t)ch] - want[ch]) <= 3, "y %d ch %d: %d vs %d", y, ch,
                       p[((size_t)y * W + 3) * 3 + (size_t)ch], want[ch]);
     }
+    ts_image_free(&img);
+}
+
+/* Writes an 8x8 gray JPEG with libjpeg directly, with an optional APP1 payload. */
+static void write_jpeg_with_app1(const char *path, const unsigned char *app1, unsigned app1_size)
+{
+    FILE *f = fopen(path, "wb");
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr err;
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = 8;
+    c.image_height = 8;
+    c.input_components = 1;
+    c.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    jpeg_start_compress(&c, TRUE);
+    jpeg_write_marker(&c, JPEG_APP0 + 1, app1, app1_size);
+    unsigned char row[8] = {0};
+    for (int y = 0; y < 8; y++) {
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    fclose(f);
+}
+
+static void test_jpeg_parameters(void)
+{
+    ts_image img, back;
+    CHECK(ts_image_alloc(&img, 16, 8, 3, 8) == TS_OK);
+    fill_smooth(&img);
+    const char *path = scratch("params.jpg");
+    /* ASCII, Latin-1, CJK and an emoji (a UTF-16 surrogate pair). */
+    const char *text = "a cat, \xc3\xa9t\xc3\xa9\nSteps: 20, Seed: 42 \xe7\x8c\xab\xf0\x9f\x90\x88";
+    CHECK(ts_image_write(path, &img, &(ts_image_write_opts){.parameters = text}) == TS_OK);
+    CHECK(ts_image_read(path, &back) == TS_OK);
+    CHECK_MSG(back.parameters && strcmp(back.parameters, text) == 0, "read back \"%s\"",
+              back.parameters ? back.parameters : "(null)");
+    ts_image_free(&back);
+
+    /* The bytes follow piexif's layout: big-endian TIFF, UNICODE prefix, UTF-16BE. */
+    size_t size;
+    unsigned char *bytes = slurp(path, &size);
+    static const unsigned char want[] = {'U', 'N', 'I', 'C', 'O', 'D', 'E', 0, 0, 'a', 0, ' ', 0, 'c'};
+    int found = 0;
+    for (size_t i = 0; bytes && i + sizeof want <= size; i++)
+        found |= memcmp(bytes + i, want, sizeof want) == 0;
+    CHECK(found && bytes && memcmp(bytes + 2, "\xff\xe0", 2) == 0); /* JFIF first, then Exif */
+    free(bytes);
+
+    /* Too long for one marker segment: a clear error, no file. */
+    char *long_text = malloc(40000);
+    memset(long_text, 'x', 39999);
+    long_text[39999] = '\0';
+    const char *lpath = scratch("long.jpg");
+    unlink(lpath);
+    CHECK(ts_image_write(lpath, &img, &(ts_image_write_opts){.parameters = long_text}) == TS_ERR_LIMIT);
+    CHECK(!file_exists(lpath) && no_temp_left(lpath));
+    free(long_text);
+
+    /* A little-endian Exif block with an ASCII comment, as other tools write it. */
+    static const unsigned char le[] = {
+        'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0,  /* header, IFD0 at 8 */
+        1, 0, 0x69, 0x87, 4, 0, 1, 0, 0, 0, 26, 0, 0, 0, 0, 0, 0, 0, /* Exif IFD at 26 */
+        1, 0, 0x86, 0x92, 7, 0, 11, 0, 0, 0, 44, 0, 0, 0, 0, 0, 0, 0, /* 11 bytes at 44 */
+        'A', 'S', 'C', 'I', 'I', 0, 0, 0, 'h', 'e', 'y'};
+    write_jpeg_with_app1(path, le, sizeof le);
+    CHECK(ts_image_read(path, &back) == TS_OK);
+    CHECK_MSG(back.parameters && strcmp(back.parameters, "hey") == 0, "got \"%s\"",
+              back.parameters ? back.parameters : "(null)");
+    ts_image_free(&back);
+
+    /* A broken Exif block (offset past its end) is ignored; the picture still loads. */
+    unsigned char broken[sizeof le];
+    memcpy(broken, le, sizeof le);
+    broken[40] = 200;
+    write_jpeg_with_app1(path, broken, sizeof broken);
+    CHECK(ts_image_read(path, &back) == TS_OK);
+    CHECK(back.parameters == NULL && back.width == 8);
+    ts_image_free(&back);
     ts_image_free(&img);
 }
 
@@ -751,7 +835,7 @@ static void test_infotext_format(void)
 
 TEST_MAIN(TEST(test_png_roundtrip_all_layouts), TEST(test_png_16bit_byte_order),
           TEST(test_png_palette_with_transparency), TEST(test_png_low_bit_gray_and_interlaced),
-          TEST(test_jpeg_roundtrip), TEST(test_jpeg_quality_and_depth), TEST(test_jpeg_cmyk_becomes_rgb),
+          TEST(test_jpeg_roundtrip), TEST(test_jpeg_quality_and_depth), TEST(test_jpeg_cmyk_becomes_rgb), TEST(test_jpeg_parameters),
           TEST(test_parameters_chunk), TEST(test_parameters_chunk_after_image_data), TEST(test_truncated_files),
           TEST(test_bounds), TEST(test_random_bytes), TEST(test_write_names), TEST(test_planar_f32),
           TEST(test_channel_conversions), TEST(test_infotext_format))
