@@ -1,9 +1,10 @@
 /*
  * Image I/O: exact PNG round trips for every layout, JPEG within a tolerance,
  * files built directly with libpng/libjpeg (palette, tRNS, low bit depth,
- * interlace, CMYK) decoded against expected pixels computed here, the parameters
- * chunk in both its Latin-1 and UTF-8 forms, and bad input (truncations, absurd
- * headers, random bytes, bad names) failing cleanly.
+ * interlace, CMYK, Exif orientation) decoded against expected pixels computed here,
+ * the parameters text in PNG (Latin-1 tEXt and UTF-8 iTXt) and JPEG (Exif
+ * UserComment), and bad input (truncations, absurd headers, random bytes, bad names)
+ * failing cleanly.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -384,8 +385,9 @@ static void test_jpeg_cmyk_becomes_rgb(void)
     ts_image_free(&img);
 }
 
-/* Writes an 8x8 gray JPEG with libjpeg directly, with an optional APP1 payload. */
-static void write_jpeg_with_app1(const char *path, const unsigned char *app1, unsigned app1_size)
+/* Writes a gray JPEG with libjpeg directly, with an APP1 payload. */
+static void write_jpeg_with_app1(const char *path, const unsigned char *gray, int w, int h, const unsigned char *app1,
+                                 unsigned app1_size)
 {
     FILE *f = fopen(path, "wb");
     struct jpeg_compress_struct c;
@@ -393,21 +395,56 @@ static void write_jpeg_with_app1(const char *path, const unsigned char *app1, un
     c.err = jpeg_std_error(&err);
     jpeg_create_compress(&c);
     jpeg_stdio_dest(&c, f);
-    c.image_width = 8;
-    c.image_height = 8;
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
     c.input_components = 1;
     c.in_color_space = JCS_GRAYSCALE;
     jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 95, TRUE);
     jpeg_start_compress(&c, TRUE);
     jpeg_write_marker(&c, JPEG_APP0 + 1, app1, app1_size);
-    unsigned char row[8] = {0};
-    for (int y = 0; y < 8; y++) {
-        JSAMPROW r = row;
+    for (int y = 0; y < h; y++) {
+        JSAMPROW r = (JSAMPROW)(gray + (size_t)y * (size_t)w);
         jpeg_write_scanlines(&c, &r, 1);
     }
     jpeg_finish_compress(&c);
     jpeg_destroy_compress(&c);
     fclose(f);
+}
+
+static void test_jpeg_orientation(void)
+{
+    /* Stored 32x16 picture in quadrants TL 0, TR 80, BL 160, BR 240; for each Exif
+     * orientation, the quadrants as a viewer shows them upright. */
+    enum { W = 32, H = 16 };
+    static unsigned char gray[H * W];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            gray[y * W + x] = (unsigned char)(80 * (x >= W / 2) + 160 * (y >= H / 2));
+    static const int upright[9][4] = {
+        {0}, {0, 80, 160, 240}, {80, 0, 240, 160}, {240, 160, 80, 0}, {160, 240, 0, 80},
+        {0, 160, 80, 240}, {160, 0, 240, 80}, {240, 80, 160, 0}, {80, 240, 0, 160},
+    };
+    const char *path = scratch("orient.jpg");
+    for (int o = 1; o <= 8; o++) {
+        const unsigned char exif[] = {'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0, /* IFD0 at 8 */
+                                      1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, (unsigned char)o, 0, 0, 0, 0, 0, 0, 0};
+        write_jpeg_with_app1(path, gray, W, H, exif, sizeof exif);
+        ts_image img;
+        int rc = ts_image_read(path, &img);
+        CHECK_MSG(rc == TS_OK, "%s", ts_error_message());
+        if (rc != TS_OK)
+            continue;
+        int ow = o >= 5 ? H : W, oh = o >= 5 ? W : H;
+        CHECK_MSG(img.width == ow && img.height == oh, "orientation %d: %dx%d", o, img.width, img.height);
+        const uint8_t *p = img.data;
+        for (int q = 0; q < 4 && img.width == ow; q++) {
+            int x = (q % 2 ? 3 : 1) * ow / 4, y = (q / 2 ? 3 : 1) * oh / 4;
+            CHECK_MSG(abs(p[y * ow + x] - upright[o][q]) <= 6, "orientation %d quadrant %d: %d, want %d", o, q,
+                      p[y * ow + x], upright[o][q]);
+        }
+        ts_image_free(&img);
+    }
 }
 
 static void test_jpeg_parameters(void)
@@ -450,7 +487,8 @@ static void test_jpeg_parameters(void)
         1, 0, 0x69, 0x87, 4, 0, 1, 0, 0, 0, 26, 0, 0, 0, 0, 0, 0, 0, /* Exif IFD at 26 */
         1, 0, 0x86, 0x92, 7, 0, 11, 0, 0, 0, 44, 0, 0, 0, 0, 0, 0, 0, /* 11 bytes at 44 */
         'A', 'S', 'C', 'I', 'I', 0, 0, 0, 'h', 'e', 'y'};
-    write_jpeg_with_app1(path, le, sizeof le);
+    static const unsigned char black[64];
+    write_jpeg_with_app1(path, black, 8, 8, le, sizeof le);
     CHECK(ts_image_read(path, &back) == TS_OK);
     CHECK_MSG(back.parameters && strcmp(back.parameters, "hey") == 0, "got \"%s\"",
               back.parameters ? back.parameters : "(null)");
@@ -460,7 +498,7 @@ static void test_jpeg_parameters(void)
     unsigned char broken[sizeof le];
     memcpy(broken, le, sizeof le);
     broken[40] = 200;
-    write_jpeg_with_app1(path, broken, sizeof broken);
+    write_jpeg_with_app1(path, black, 8, 8, broken, sizeof broken);
     CHECK(ts_image_read(path, &back) == TS_OK);
     CHECK(back.parameters == NULL && back.width == 8);
     ts_image_free(&back);
@@ -835,7 +873,7 @@ static void test_infotext_format(void)
 
 TEST_MAIN(TEST(test_png_roundtrip_all_layouts), TEST(test_png_16bit_byte_order),
           TEST(test_png_palette_with_transparency), TEST(test_png_low_bit_gray_and_interlaced),
-          TEST(test_jpeg_roundtrip), TEST(test_jpeg_quality_and_depth), TEST(test_jpeg_cmyk_becomes_rgb), TEST(test_jpeg_parameters),
+          TEST(test_jpeg_roundtrip), TEST(test_jpeg_quality_and_depth), TEST(test_jpeg_cmyk_becomes_rgb), TEST(test_jpeg_parameters), TEST(test_jpeg_orientation),
           TEST(test_parameters_chunk), TEST(test_parameters_chunk_after_image_data), TEST(test_truncated_files),
           TEST(test_bounds), TEST(test_random_bytes), TEST(test_write_names), TEST(test_planar_f32),
           TEST(test_channel_conversions), TEST(test_infotext_format))

@@ -172,6 +172,38 @@ int ts_image_read_ex(const char *path, const ts_image_read_opts *opts, ts_image 
     return rc;
 }
 
+int ts_image_orient(ts_image *img, int orientation)
+{
+    if (orientation <= 1 || orientation > 8)
+        return TS_OK;
+    int w = img->width, h = img->height, swap = orientation >= 5, out_w = swap ? h : w;
+    size_t px = (size_t)img->channels * ts_image_sample_size(img);
+    unsigned char *dst = malloc(ts_image_bytes(img));
+    if (!dst)
+        return ts_fail(TS_ERR_NOMEM, "out of memory rotating a %dx%d image", w, h);
+    const unsigned char *src = img->data;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int dx, dy; /* where the stored pixel (x, y) lands when shown upright */
+            switch (orientation) {
+            case 2: dx = w - 1 - x; dy = y; break;         /* mirrored */
+            case 3: dx = w - 1 - x; dy = h - 1 - y; break; /* upside down */
+            case 4: dx = x; dy = h - 1 - y; break;         /* flipped */
+            case 5: dx = y; dy = x; break;                 /* transposed */
+            case 6: dx = h - 1 - y; dy = x; break;         /* needs 90 degrees clockwise */
+            case 7: dx = h - 1 - y; dy = w - 1 - x; break; /* transversed */
+            default: dx = y; dy = w - 1 - x; break;        /* 8: needs 90 degrees counter-clockwise */
+            }
+            memcpy(dst + ((size_t)dy * (size_t)out_w + (size_t)dx) * px, src + ((size_t)y * (size_t)w + (size_t)x) * px,
+                   px);
+        }
+    free(img->data);
+    img->data = dst;
+    img->width = out_w;
+    img->height = swap ? w : h;
+    return TS_OK;
+}
+
 /* ---- writing ------------------------------------------------------------- */
 
 typedef int (*image_encoder)(FILE *f, const ts_image *img, const ts_image_write_opts *opts);

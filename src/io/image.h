@@ -71,7 +71,8 @@ size_t ts_image_bytes(const ts_image *img);
 int ts_image_set_parameters(ts_image *img, const char *text);
 
 /* Reads a PNG or JPEG (recognised by content, not name). opts may be NULL. On failure
- * *out is zeroed and the message names the path. */
+ * *out is zeroed and the message names the path.  A JPEG's Exif Orientation is
+ * applied, so pixels come out upright. */
 int ts_image_read(const char *path, ts_image *out);
 int ts_image_read_ex(const char *path, const ts_image_read_opts *opts, ts_image *out);
 /* The same decoders over bytes in memory (what the fuzzer drives). */

@@ -18,7 +18,8 @@
  * Exif APP1 block, big-endian TIFF, whose Exif IFD holds one UserComment tag with
  * the "UNICODE\0" prefix and UTF-16BE text.  Reading accepts either TIFF byte order
  * and the "ASCII" prefix too; a malformed Exif block is ignored, not fatal, since the
- * picture itself is fine.
+ * picture itself is fine.  The Exif Orientation tag of camera photos is applied, so
+ * a portrait shot is upscaled standing up, as every viewer shows it.
  */
 #include <setjmp.h>
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
@@ -37,6 +38,7 @@
 
 #define EXIF_IFD_POINTER_TAG 0x8769
 #define EXIF_USER_COMMENT_TAG 0x9286
+#define EXIF_ORIENTATION_TAG 0x0112
 #define JPEG_MARKER_MAX 65533 /* payload bytes in one marker segment */
 
 static const unsigned char exif_header[6] = {'E', 'x', 'i', 'f', 0, 0};
@@ -146,24 +148,36 @@ static char *utf16_to_utf8(const tiff_view *t, size_t at, size_t units)
     return dst;
 }
 
-/* Sets *text to the UserComment of an APP1 payload, or leaves it NULL when there is
- * none (or the block is malformed). Fails only when out of memory. */
-static int exif_user_comment(const unsigned char *app1, size_t n, char **text)
+/* Points t at the TIFF structure of an Exif APP1 payload; returns 0 if it is not one. */
+static int exif_tiff(const unsigned char *app1, size_t n, tiff_view *t)
 {
     if (n < sizeof exif_header + 8 || memcmp(app1, exif_header, sizeof exif_header) != 0)
+        return 0;
+    *t = (tiff_view){app1 + sizeof exif_header, n - sizeof exif_header, app1[sizeof exif_header] == 'M'};
+    return memcmp(t->p, t->big_endian ? "MM" : "II", 2) == 0 && tiff16(t, 2) == 42;
+}
+
+/* The IFD0 Orientation tag (1..8), 1 when absent or invalid. */
+static int exif_orientation(const tiff_view *t)
+{
+    size_t entry = tiff_find(t, tiff32(t, 4), EXIF_ORIENTATION_TAG);
+    unsigned v = entry && tiff16(t, entry + 2) == 3 /* SHORT */ ? tiff16(t, entry + 8) : 1;
+    return v >= 1 && v <= 8 ? (int)v : 1;
+}
+
+/* Sets *text to the UserComment, or leaves it NULL when there is none (or it is
+ * malformed). Fails only when out of memory. */
+static int exif_user_comment(const tiff_view *t, char **text)
+{
+    size_t entry = tiff_find(t, tiff32(t, 4), EXIF_IFD_POINTER_TAG);
+    if (!entry || !(entry = tiff_find(t, tiff32(t, entry + 8), EXIF_USER_COMMENT_TAG)))
         return TS_OK;
-    tiff_view t = {app1 + sizeof exif_header, n - sizeof exif_header, app1[sizeof exif_header] == 'M'};
-    if (memcmp(t.p, t.big_endian ? "MM" : "II", 2) != 0 || tiff16(&t, 2) != 42)
-        return TS_OK;
-    size_t entry = tiff_find(&t, tiff32(&t, 4), EXIF_IFD_POINTER_TAG);
-    if (!entry || !(entry = tiff_find(&t, tiff32(&t, entry + 8), EXIF_USER_COMMENT_TAG)))
-        return TS_OK;
-    size_t count = tiff32(&t, entry + 4), at = tiff32(&t, entry + 8);
-    if (count < 8 || at > t.n || count > t.n - at)
+    size_t count = tiff32(t, entry + 4), at = tiff32(t, entry + 8);
+    if (count < 8 || at > t->n || count > t->n - at)
         return TS_OK; /* (a comment of 4 bytes or fewer would be inline, but cannot hold a prefix) */
-    const unsigned char *value = t.p + at;
+    const unsigned char *value = t->p + at;
     if (memcmp(value, unicode_prefix, 8) == 0)
-        *text = utf16_to_utf8(&t, at + 8, (count - 8) / 2);
+        *text = utf16_to_utf8(t, at + 8, (count - 8) / 2);
     else if (memcmp(value, ascii_prefix, 8) == 0)
         *text = strndup((const char *)value + 8, count - 8);
     else
@@ -261,9 +275,16 @@ static int jpeg_decode_body(jpeg_reader *r)
     if (rc < 0)
         return rc;
     /* Saved markers live in the image pool, which finish_decompress frees. */
-    for (jpeg_saved_marker_ptr m = c->marker_list; m && !r->parameters; m = m->next)
-        if ((rc = exif_user_comment(m->data, m->data_length, &r->parameters)) < 0)
+    int orientation = 1;
+    for (jpeg_saved_marker_ptr m = c->marker_list; m; m = m->next) {
+        tiff_view t;
+        if (!exif_tiff(m->data, m->data_length, &t))
+            continue;
+        if (!r->parameters && (rc = exif_user_comment(&t, &r->parameters)) < 0)
             return rc;
+        if (orientation == 1)
+            orientation = exif_orientation(&t);
+    }
 
     int cmyk = c->jpeg_color_space == JCS_CMYK || c->jpeg_color_space == JCS_YCCK;
     int channels = c->jpeg_color_space == JCS_GRAYSCALE ? 1 : 3;
@@ -290,7 +311,7 @@ static int jpeg_decode_body(jpeg_reader *r)
     jpeg_finish_decompress(c);
     r->out->parameters = r->parameters;
     r->parameters = NULL;
-    return TS_OK;
+    return ts_image_orient(r->out, orientation);
 }
 
 int ts_jpeg_decode(const unsigned char *bytes, size_t size, int64_t max_pixels, ts_image *out)
