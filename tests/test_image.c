@@ -228,7 +228,8 @@ static void test_png_low_bit_gray_and_interlaced(void)
     for (int y = 0; y < H && rc == TS_OK; y++)
         for (int x = 0; x < W; x++)
             for (int c = 0; c < 3; c++)
-                bad += sample_at(&img, ((size_t)y * W + (size_t)x) * 3 + (size_t)c) != (unsigned)(x * 1000 + y * 10 + c);
+                bad += sample_at(&img, ((size_t)y * W + (size_t)x) * 3 + (size_t)c) !=
+                       (unsigned)(x * 1000 + y * 10 + c);
     CHECK_MSG(bad == 0, "%d samples differ", bad);
     ts_image_free(&img);
 
@@ -681,6 +682,12 @@ static void test_bounds(void)
     /* Same header under the budget: passes the check, then fails on the missing data. */
     CHECK(ts_image_decode_memory(bytes, n, NULL, &img) == TS_ERR_FORMAT);
     CHECK(img.data == NULL);
+    /* A text chunk claiming 2 GB in a tiny file is caught before libpng allocates it. */
+    n = png_header_only(bytes, 4, 4) - 12; /* drop IEND */
+    put_be32(bytes + n, 0x7FFFFFFF);
+    memcpy(bytes + n + 4, "tEXtparam", 9);
+    CHECK(ts_image_decode_memory(bytes, n + 13, NULL, &img) == TS_ERR_FORMAT);
+    CHECK_MSG(strstr(ts_error_message(), "claims 2147483647 bytes") != NULL, "%s", ts_error_message());
     /* The budget applies to JPEG too. */
     ts_image small;
     CHECK(ts_image_alloc(&small, 20, 10, 1, 8) == TS_OK);
@@ -873,7 +880,8 @@ static void test_infotext_format(void)
 
 TEST_MAIN(TEST(test_png_roundtrip_all_layouts), TEST(test_png_16bit_byte_order),
           TEST(test_png_palette_with_transparency), TEST(test_png_low_bit_gray_and_interlaced),
-          TEST(test_jpeg_roundtrip), TEST(test_jpeg_quality_and_depth), TEST(test_jpeg_cmyk_becomes_rgb), TEST(test_jpeg_parameters), TEST(test_jpeg_orientation),
+          TEST(test_jpeg_roundtrip), TEST(test_jpeg_quality_and_depth), TEST(test_jpeg_cmyk_becomes_rgb),
+          TEST(test_jpeg_parameters), TEST(test_jpeg_orientation),
           TEST(test_parameters_chunk), TEST(test_parameters_chunk_after_image_data), TEST(test_truncated_files),
           TEST(test_bounds), TEST(test_random_bytes), TEST(test_write_names), TEST(test_planar_f32),
           TEST(test_channel_conversions), TEST(test_infotext_format))

@@ -365,7 +365,7 @@ int ts_image_join_alpha(const ts_image *color, const ts_image *alpha, ts_image *
 {
     memset(out, 0, sizeof *out);
     if ((color->channels != 1 && color->channels != 3) || alpha->channels != 1)
-        return ts_fail(TS_ERR_ARG, "join_alpha takes a 1- or 3-channel colour image and a 1-channel alpha, not %d and %d",
+        return ts_fail(TS_ERR_ARG, "join_alpha takes 1- or 3-channel colour and 1-channel alpha, not %d and %d",
                        color->channels, alpha->channels);
     if (color->width != alpha->width || color->height != alpha->height || color->depth != alpha->depth)
         return ts_fail(TS_ERR_ARG, "colour is %dx%d at %d bits but alpha is %dx%d at %d bits", color->width,

@@ -148,19 +148,37 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* Checks that every chunk up to IEND fits in the file.  libpng allocates an
+ * ancillary chunk's length before reading it, so a 50-byte file whose tEXt claims
+ * 2 GB would otherwise cost a 2 GB allocation before the truncation shows. */
+static int check_chunk_lengths(const unsigned char *bytes, size_t size)
+{
+    for (size_t pos = 8; pos + 12 <= size;) {
+        size_t length = be32(bytes + pos);
+        if (length > size - pos - 12)
+            return ts_fail(TS_ERR_FORMAT, "bad PNG: the chunk at byte %zu claims %zu bytes but the file ends early "
+                                          "(truncated PNG)", pos, length);
+        if (memcmp(bytes + pos + 4, "IEND", 4) == 0)
+            break;
+        pos += 12 + length;
+    }
+    return TS_OK;
+}
+
 int ts_png_decode(const unsigned char *bytes, size_t size, int64_t max_pixels, ts_image *out)
 {
+    int rc = check_chunk_lengths(bytes, size);
+    if (rc < 0)
+        return rc;
     /* IHDR must come first; checking its size here refuses an absurd image before
      * libpng reads on (png_read_info stops only at the first IDAT). */
-    if (size >= 24 && memcmp(bytes + 12, "IHDR", 4) == 0) {
-        int rc = ts_image_check_size(be32(bytes + 16), be32(bytes + 20), max_pixels);
-        if (rc < 0)
-            return rc;
-    }
+    if (size >= 24 && memcmp(bytes + 12, "IHDR", 4) == 0 &&
+        (rc = ts_image_check_size(be32(bytes + 16), be32(bytes + 20), max_pixels)) < 0)
+        return rc;
     png_reader r = {.bytes = bytes, .size = size, .max_pixels = max_pixels, .out = out};
     r.s.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r.s, on_png_error, on_png_warning);
     r.s.info = r.s.png ? png_create_info_struct(r.s.png) : NULL;
-    int rc = r.s.info ? png_decode_body(&r) : ts_fail(TS_ERR_NOMEM, "cannot create a PNG decoder");
+    rc = r.s.info ? png_decode_body(&r) : ts_fail(TS_ERR_NOMEM, "cannot create a PNG decoder");
     png_destroy_read_struct(&r.s.png, &r.s.info, NULL);
     if (rc < 0)
         ts_image_free(out);
