@@ -6,10 +6,15 @@
 
 #include "golden/golden.h"
 
+int golden_run_clip_tokenizer(golden_case *gc);
+int golden_run_t5_tokenizer(golden_case *gc);
+
 static const struct {
     const char *family;
     golden_runner_fn run;
 } runners[] = {
+    {"clip_tokenizer", golden_run_clip_tokenizer},
+    {"t5_tokenizer", golden_run_t5_tokenizer},
     {NULL, NULL},
 };
 
