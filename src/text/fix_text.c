@@ -240,13 +240,14 @@ static int mojibake_at(const int32_t *c, int n, int i, int32_t *cp)
 
 static const struct {
     int32_t from;
-    int32_t to[2];
+    int32_t to[3]; /* 0-terminated when shorter */
 } ligatures[] = {
-    {0x0132, {'I', 'J'}},   {0x0133, {'i', 'j'}},    {0x0149, {0x02BC, 'n'}}, {0x01C4, {'D', 0x017D}},
-    {0x01C5, {'D', 0x017E}}, {0x01C6, {'d', 0x017E}}, {0x01C7, {'L', 'J'}},    {0x01C8, {'L', 'j'}},
-    {0x01C9, {'l', 'j'}},   {0x01CA, {'N', 'J'}},    {0x01CB, {'N', 'j'}},    {0x01CC, {'n', 'j'}},
-    {0x01F1, {'D', 'Z'}},   {0x01F2, {'D', 'z'}},    {0x01F3, {'d', 'z'}},    {0xFB00, {'f', 'f'}},
-    {0xFB01, {'f', 'i'}},   {0xFB02, {'f', 'l'}},    {0xFB05, {0x017F, 't'}}, {0xFB06, {'s', 't'}},
+    {0x0132, {'I', 'J'}},     {0x0133, {'i', 'j'}},     {0x0149, {0x02BC, 'n'}},  {0x01C4, {'D', 0x017D}},
+    {0x01C5, {'D', 0x017E}},  {0x01C6, {'d', 0x017E}},  {0x01C7, {'L', 'J'}},     {0x01C8, {'L', 'j'}},
+    {0x01C9, {'l', 'j'}},     {0x01CA, {'N', 'J'}},     {0x01CB, {'N', 'j'}},     {0x01CC, {'n', 'j'}},
+    {0x01F1, {'D', 'Z'}},     {0x01F2, {'D', 'z'}},     {0x01F3, {'d', 'z'}},     {0xFB00, {'f', 'f'}},
+    {0xFB01, {'f', 'i'}},     {0xFB02, {'f', 'l'}},     {0xFB03, {'f', 'f', 'i'}}, {0xFB04, {'f', 'f', 'l'}},
+    {0xFB05, {0x017F, 't'}},  {0xFB06, {'s', 't'}},
 };
 
 /* ftfy's remove_control_chars set: C0 controls other than \t \n \f \r, DEL, the
@@ -291,7 +292,7 @@ static int fix_chars(ts_u32 *s)
         while (l < sizeof ligatures / sizeof *ligatures && ligatures[l].from != c)
             l++;
         if (l < sizeof ligatures / sizeof *ligatures)
-            rc = ts_u32_append(&b, ligatures[l].to, 2);
+            rc = ts_u32_append(&b, ligatures[l].to, ligatures[l].to[2] ? 3 : 2);
         else if (c >= 0xFF01 && c <= 0xFFEF)
             rc = ts_nfkc_char(c, &b);
         else if (c == 0x3000)
