@@ -234,7 +234,8 @@ static void collapse_spaces(ts_u32 *s)
     int lead = n > 0 && s->c[0] == ' ';
     if (n > lead && s->c[n - 1] == ' ')
         n--;
-    memmove(s->c, s->c + lead, (size_t)(n - lead) * sizeof *s->c);
+    if (lead)
+        memmove(s->c, s->c + 1, (size_t)(n - 1) * sizeof *s->c);
     s->n = n - lead;
 }
 
@@ -438,7 +439,8 @@ int ts_clip_tokenize(const ts_clip_tokenizer *tok, const char *text, int32_t pad
         return rc;
     int keep = n < len - 2 ? n : len - 2;
     row[0] = TS_CLIP_BOS;
-    memcpy(row + 1, ids, (size_t)keep * sizeof *row);
+    if (keep > 0)
+        memcpy(row + 1, ids, (size_t)keep * sizeof *row);
     row[1 + keep] = TS_CLIP_EOS;
     for (int i = 2 + keep; i < len; i++)
         row[i] = pad_id;

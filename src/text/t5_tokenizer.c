@@ -641,7 +641,8 @@ int ts_t5_tokenize(const ts_t5_tokenizer *tok, const char *text, int32_t *row, i
     if (rc != TS_OK)
         return rc;
     int keep = n - 1 < len - 1 ? n - 1 : len - 1;
-    memcpy(row, ids, (size_t)keep * sizeof *row);
+    if (keep > 0)
+        memcpy(row, ids, (size_t)keep * sizeof *row);
     row[keep] = TS_T5_EOS;
     for (int i = keep + 1; i < len; i++)
         row[i] = TS_T5_PAD;

@@ -21,6 +21,8 @@ int ts_u32_push(ts_u32 *s, int32_t c)
 
 int ts_u32_append(ts_u32 *s, const int32_t *c, int n)
 {
+    if (n <= 0)
+        return TS_OK;
     if (s->n + n > s->cap) {
         int cap = s->cap ? s->cap : 16;
         while (cap < s->n + n)
