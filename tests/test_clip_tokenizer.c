@@ -91,7 +91,8 @@ static void check_clean(const char *text, const char *want)
 static void test_clean_rules(void)
 {
     check_clean("&notit; &#x41;&#65 &#128; &#0; &bogus;", "\xC2\xACit; aa \xE2\x82\xAC \xEF\xBF\xBD &bogus;");
-    check_clean("&amp;amp;amp;", "&");                        /* ftfy once + html.unescape twice */
+    check_clean("&amp;amp;amp;", "&");
+    check_clean("&EACUTE;t&EACUTE;", "\xC3\xA9t\xC3\xA9");               /* ftfy's all-caps entity aliases */                        /* ftfy once + html.unescape twice */
     check_clean("a < b &amp;amp;amp;", "a < b &amp;");         /* '<': ftfy leaves entities */
     check_clean("sch\xC3\x83\xC2\xB6n", "sch\xC3\xB6n");       /* mojibake "schÃ¶n" */
     check_clean("\xCE\xA3\xCE\x91\xCE\xA3", "\xCF\x83\xCE\xB1\xCF\x82"); /* final sigma: σας */

@@ -77,15 +77,21 @@ int ts_read_file(const char *path, unsigned char **out, size_t *size)
     FILE *f = fopen(path, "rb");
     if (!f)
         return ts_fail(TS_ERR_IO, "%s: cannot open", path);
-    unsigned char *buf = NULL;
     long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0)
-        buf = malloc((size_t)n + 1);
-    int ok = buf && fread(buf, 1, (size_t)n, f) == (size_t)n;
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return ts_fail(TS_ERR_IO, "%s: cannot read (not a regular file?)", path);
+    }
+    unsigned char *buf = malloc((size_t)n + 1);
+    if (!buf) {
+        fclose(f);
+        return ts_fail(TS_ERR_NOMEM, "%s: out of memory for %ld bytes", path, n);
+    }
+    size_t got = fread(buf, 1, (size_t)n, f);
     fclose(f);
-    if (!ok) {
+    if (got != (size_t)n) {
         free(buf);
-        return n < 0 ? ts_fail(TS_ERR_IO, "%s: cannot read", path) : ts_fail(TS_ERR_NOMEM, "%s: out of memory", path);
+        return ts_fail(TS_ERR_IO, "%s: short read", path);
     }
     buf[n] = 0;
     *out = buf;

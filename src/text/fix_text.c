@@ -155,60 +155,87 @@ int ts_html_unescape(ts_u32 *s)
     return TS_OK;
 }
 
-/* ftfy's unescape_html: only "&" "#"? [0-9A-Za-z]{1,24} ";" is considered; a known
- * entity name (or the all-caps form of a lower-case one) is replaced, a numeric one
- * only when html.unescape resolves it. */
+static int same(const ts_u32 *a, const ts_u32 *b)
+{
+    return a->n == b->n && (a->n == 0 || !memcmp(a->c, b->c, (size_t)a->n * sizeof *a->c));
+}
+
+static int is_ascii_alnum(int32_t c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* ftfy's entity pattern "&#?[0-9A-Za-z]{1,24};" at c[i]: its length, else 0. */
+static int ftfy_ref_len(const int32_t *c, int n, int i)
+{
+    if (c[i] != '&')
+        return 0;
+    int j = i + 1 + (i + 1 < n && c[i + 1] == '#'), k = j;
+    while (k < n && k - j < 24 && is_ascii_alnum(c[k]))
+        k++;
+    return k > j && k < n && c[k] == ';' ? k + 1 - i : 0;
+}
+
+/* ftfy's upper-case aliases: "&EACUTE;" stands for upper("é") when "&eacute;" is an
+ * entity and html.unescape leaves "&EACUTE;" alone.  Appends the value and returns 1,
+ * returns 0 when ref is no such alias, or a negative status. */
+static int upper_alias(const ts_u32 *ref, ts_u32 *out)
+{
+    ts_u32 lower = {0}, upper = {0}, probe = {0}, value = {0};
+    int rc = ts_u32_append(&lower, ref->c, ref->n);
+    if (rc == TS_OK)
+        rc = ts_u32_lower(&lower);
+    const ts_html_entity *e = rc == TS_OK ? entity_find(lower.c + 1, lower.n - 1) : NULL;
+    if (e)
+        rc = ts_u32_append(&upper, lower.c, lower.n);
+    if (e && rc == TS_OK)
+        rc = ts_u32_upper(&upper);
+    int alias = e && rc == TS_OK && same(&upper, ref);
+    if (alias)
+        rc = ts_u32_append(&probe, ref->c, ref->n);
+    if (alias && rc == TS_OK)
+        rc = ts_html_unescape(&probe);
+    alias = alias && rc == TS_OK && same(&probe, ref);
+    if (alias)
+        rc = push_entity(&value, e);
+    if (alias && rc == TS_OK)
+        rc = ts_u32_upper(&value);
+    if (alias && rc == TS_OK)
+        rc = ts_u32_append(out, value.c, value.n);
+    ts_u32_free(&lower);
+    ts_u32_free(&upper);
+    ts_u32_free(&probe);
+    ts_u32_free(&value);
+    return rc < 0 ? rc : alias;
+}
+
+/* ftfy's unescape_html: a known "&name;" is replaced (or its all-caps alias); a
+ * numeric reference only when html.unescape resolves it without leftovers. */
 static int ftfy_unescape(ts_u32 *s)
 {
     ts_u32 out = {0};
     int rc = TS_OK;
     for (int i = 0; i < s->n && rc == TS_OK;) {
-        int j = i + 1 + (i + 1 < s->n && s->c[i + 1] == '#'), k = j;
-        while (k < s->n && k - j < 24 && s->c[k] < 0x80 && (is_digit(s->c[k], 1) || (s->c[k] | 0x20) >= 'a') &&
-               (s->c[k] | 0x20) <= 'z')
-            k++;
-        int is_ref = s->c[i] == '&' && k > j && k < s->n && s->c[k] == ';';
-        if (!is_ref) {
+        int len = ftfy_ref_len(s->c, s->n, i);
+        if (!len) {
             rc = ts_u32_push(&out, s->c[i++]);
             continue;
         }
-        ts_u32 ref = {0}, lower = {0};
-        rc = ts_u32_append(&ref, s->c + i, k + 1 - i);
-        if (rc == TS_OK && s->c[i + 1] == '#')
+        const ts_html_entity *e = s->c[i + 1] == '#' ? NULL : entity_find(s->c + i + 1, len - 1);
+        ts_u32 ref = {0};
+        rc = ts_u32_append(&ref, s->c + i, len);
+        if (rc == TS_OK && s->c[i + 1] == '#') {
             rc = ts_html_unescape(&ref);
-        else if (rc == TS_OK && !entity_find(ref.c + 1, ref.n - 1)) {
-            /* "&EACUTE;" -> upper("é") when "&eacute;" exists and html.unescape keeps "&EACUTE;" */
-            rc = ts_u32_append(&lower, ref.c, ref.n);
             if (rc == TS_OK)
-                rc = ts_u32_lower(&lower);
-            const ts_html_entity *e = rc == TS_OK ? entity_find(lower.c + 1, lower.n - 1) : NULL;
-            ts_u32 upper = {0};
-            if (e && rc == TS_OK)
-                rc = ts_u32_append(&upper, lower.c, lower.n);
-            if (e && rc == TS_OK)
-                rc = ts_u32_upper(&upper);
-            ts_u32 probe = {0};
-            if (e && rc == TS_OK && upper.n == ref.n && !memcmp(upper.c, ref.c, (size_t)ref.n * sizeof *ref.c))
-                rc = ts_u32_append(&probe, ref.c, ref.n);
-            if (probe.n && rc == TS_OK)
-                rc = ts_html_unescape(&probe);
-            if (probe.n == ref.n && rc == TS_OK && !memcmp(probe.c, ref.c, (size_t)ref.n * sizeof *ref.c)) {
-                ref.n = 0;
-                rc = push_entity(&ref, e);
-                if (rc == TS_OK)
-                    rc = ts_u32_upper(&ref);
-            }
-            ts_u32_free(&upper);
-            ts_u32_free(&probe);
-        } else if (rc == TS_OK)
-            rc = ts_html_unescape(&ref);
-        /* a numeric reference that did not resolve cleanly stays as written */
-        int keep = s->c[i + 1] == '#' && ts_u32_has(&ref, ';');
-        if (rc == TS_OK)
-            rc = keep ? ts_u32_append(&out, s->c + i, k + 1 - i) : ts_u32_append(&out, ref.c, ref.n);
+                rc = ts_u32_has(&ref, ';') ? ts_u32_append(&out, s->c + i, len) : ts_u32_append(&out, ref.c, ref.n);
+        } else if (rc == TS_OK && e)
+            rc = push_entity(&out, e);
+        else if (rc == TS_OK) {
+            int alias = upper_alias(&ref, &out);
+            rc = alias < 0 ? alias : alias ? TS_OK : ts_u32_append(&out, s->c + i, len);
+        }
         ts_u32_free(&ref);
-        ts_u32_free(&lower);
-        i = k + 1;
+        i += len;
     }
     if (rc == TS_OK) {
         ts_u32_free(s);
@@ -328,11 +355,6 @@ static int fix_chars(ts_u32 *s)
     } else
         ts_u32_free(&a);
     return rc;
-}
-
-static int same(const ts_u32 *a, const ts_u32 *b)
-{
-    return a->n == b->n && (a->n == 0 || !memcmp(a->c, b->c, (size_t)a->n * sizeof *a->c));
 }
 
 /* ftfy's fix_and_explain on one segment: all fixes until a fixed point. */
