@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unicode/uchar.h>
+#include <unicode/utf16.h>
 #include <unicode/unorm2.h>
 #include <unicode/ustring.h>
 
@@ -131,37 +132,33 @@ typedef int32_t (*u16_transform)(const UChar *src, int32_t n, UChar *dst, int32_
 static int u32_transform(ts_u32 *s, u16_transform fn, const char *what)
 {
     UErrorCode err = U_ZERO_ERROR;
-    int32_t n16 = 0;
-    u_strFromUTF32(NULL, 0, &n16, s->c, s->n, &err);
-    if (err != U_BUFFER_OVERFLOW_ERROR && U_FAILURE(err))
-        return ts_fail(TS_ERR_ARG, "text: %s: %s", what, u_errorName(err));
-    int32_t cap = n16 * 3 + 16; /* case mapping and NFC grow text by at most 3x */
-    UChar *src = malloc((size_t)(n16 + 1) * sizeof *src), *dst = malloc((size_t)cap * sizeof *dst);
-    int rc = src && dst ? TS_OK : ts_fail(TS_ERR_NOMEM, "text: out of memory");
-    if (rc == TS_OK) {
-        err = U_ZERO_ERROR;
+    int32_t n16 = 0, m = 0;
+    u_strFromUTF32(NULL, 0, &n16, s->c, s->n, &err); /* preflight: reports overflow */
+    err = U_ZERO_ERROR;
+    UChar *src = malloc((size_t)(n16 + 1) * sizeof *src), *dst = NULL;
+    if (src)
         u_strFromUTF32(src, n16 + 1, NULL, s->c, s->n, &err);
-        int32_t m = U_SUCCESS(err) ? fn(src, n16, dst, cap, &err) : 0;
-        int32_t n32 = 0;
-        if (U_SUCCESS(err))
-            u_strToUTF32(NULL, 0, &n32, dst, m, &err);
-        if (err == U_BUFFER_OVERFLOW_ERROR)
-            err = U_ZERO_ERROR;
-        if (U_SUCCESS(err) && n32 > s->cap) {
-            int32_t *grown = realloc(s->c, (size_t)n32 * sizeof *grown);
-            if (!grown)
-                err = U_MEMORY_ALLOCATION_ERROR;
-            else {
-                s->c = grown;
-                s->cap = n32;
-            }
+    /* NFC and case mapping grow text by at most 3x; retry with ICU's size if not */
+    for (int32_t cap = n16 * 3 + 16; src && U_SUCCESS(err);) {
+        free(dst);
+        if (!(dst = malloc((size_t)cap * sizeof *dst)))
+            break;
+        m = fn(src, n16, dst, cap, &err);
+        if (err != U_BUFFER_OVERFLOW_ERROR)
+            break;
+        err = U_ZERO_ERROR;
+        cap = m + 1;
+    }
+    int rc = !src || !dst ? ts_fail(TS_ERR_NOMEM, "text: out of memory")
+             : U_FAILURE(err) ? ts_fail(TS_ERR_ARG, "text: %s: %s", what, u_errorName(err))
+                              : TS_OK;
+    if (rc == TS_OK) { /* back to code points: at most one per UTF-16 unit */
+        s->n = 0;
+        for (int32_t i = 0; i < m && rc == TS_OK;) {
+            UChar32 c;
+            U16_NEXT(dst, i, m, c);
+            rc = ts_u32_push(s, c);
         }
-        if (U_SUCCESS(err))
-            u_strToUTF32(s->c, s->cap, &s->n, dst, m, &err);
-        if (err == U_STRING_NOT_TERMINATED_WARNING)
-            err = U_ZERO_ERROR;
-        if (U_FAILURE(err))
-            rc = ts_fail(TS_ERR_ARG, "text: %s: %s", what, u_errorName(err));
     }
     free(src);
     free(dst);
