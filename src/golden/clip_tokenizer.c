@@ -11,41 +11,27 @@
 #include "text/clip_tokenizer.h"
 
 static void compare_row(golden_case *gc, const ts_clip_tokenizer *tok, int idx, const char *text, int32_t pad,
-                        const char *field, const cJSON *want)
+                        const char *field, const cJSON *c)
 {
     int32_t row[TS_CLIP_CONTEXT];
-    int64_t got[TS_CLIP_CONTEXT];
     char label[64];
     snprintf(label, sizeof label, "prompt %d %s", idx, field);
-    if (ts_clip_tokenize(tok, text, pad, row, TS_CLIP_CONTEXT, NULL) != TS_OK) {
-        printf("  %-40s FAIL (%s)\n", label, ts_error_message());
-        gc->compared++;
-        gc->failed++;
-        return;
-    }
-    for (int i = 0; i < TS_CLIP_CONTEXT; i++)
-        got[i] = row[i];
-    golden_compare_json_ids(gc, label, got, TS_CLIP_CONTEXT, want);
+    if (ts_clip_tokenize(tok, text, pad, row, TS_CLIP_CONTEXT, NULL) != TS_OK)
+        golden_fail_line(gc, label);
+    else
+        golden_compare_json_i32(gc, label, row, TS_CLIP_CONTEXT, cJSON_GetObjectItemCaseSensitive(c, field));
 }
 
-static void compare_bpe(golden_case *gc, const ts_clip_tokenizer *tok, int idx, const char *text, const cJSON *want)
+static void compare_bpe(golden_case *gc, const ts_clip_tokenizer *tok, int idx, const char *text, const cJSON *c)
 {
     char label[64];
     snprintf(label, sizeof label, "prompt %d bpe", idx);
     int32_t *ids = NULL;
     int n = 0;
-    if (ts_clip_encode(tok, text, &ids, &n) != TS_OK) {
-        printf("  %-40s FAIL (%s)\n", label, ts_error_message());
-        gc->compared++;
-        gc->failed++;
-        return;
-    }
-    int64_t *got = malloc((size_t)(n ? n : 1) * sizeof *got);
-    for (int i = 0; got && i < n; i++)
-        got[i] = ids[i];
-    if (got)
-        golden_compare_json_ids(gc, label, got, n, want);
-    free(got);
+    if (ts_clip_encode(tok, text, &ids, &n) != TS_OK)
+        golden_fail_line(gc, label);
+    else
+        golden_compare_json_i32(gc, label, ids, n, cJSON_GetObjectItemCaseSensitive(c, "bpe"));
     free(ids);
 }
 
@@ -64,9 +50,9 @@ int golden_run_clip_tokenizer(golden_case *gc)
             rc = ts_fail(TS_ERR_FORMAT, "cases.json: case %d has no \"text\"", idx);
             break;
         }
-        compare_row(gc, tok, idx, text->valuestring, TS_CLIP_EOS, "ids", cJSON_GetObjectItem(c, "ids"));
-        compare_row(gc, tok, idx, text->valuestring, 0, "ids_pad0", cJSON_GetObjectItem(c, "ids_pad0"));
-        compare_bpe(gc, tok, idx, text->valuestring, cJSON_GetObjectItem(c, "bpe"));
+        compare_row(gc, tok, idx, text->valuestring, TS_CLIP_EOS, "ids", c);
+        compare_row(gc, tok, idx, text->valuestring, 0, "ids_pad0", c);
+        compare_bpe(gc, tok, idx, text->valuestring, c);
     }
     cJSON_Delete(cases);
     return rc;

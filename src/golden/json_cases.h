@@ -14,11 +14,13 @@
 /* The parsed cases.json of the case folder (an array), or NULL with the error set. */
 cJSON *golden_read_cases(golden_case *gc);
 
-/* The integers of a JSON array, malloc'd; *n their count.  NULL with the error set
- * when the item is not an array of numbers. */
-int64_t *golden_json_ids(const cJSON *arr, int *n);
+/* Exact comparison of got[0..n_got) with the JSON id list `want`, lengths included. */
+int golden_compare_json_i32(golden_case *gc, const char *label, const int32_t *got, int n_got, const cJSON *want);
+/* Exact comparison of two int32 sequences (ids, code points), lengths included. */
+int golden_compare_i32(golden_case *gc, const char *label, const int32_t *got, int n_got, const int32_t *want,
+                       int n_want);
 
-/* Compares got[0..n_got) with the JSON id list `want` exactly (lengths included). */
-int golden_compare_json_ids(golden_case *gc, const char *label, const int64_t *got, int n_got, const cJSON *want);
+/* Counts a comparison that could not be made, printing the current error message. */
+void golden_fail_line(golden_case *gc, const char *label);
 
 #endif

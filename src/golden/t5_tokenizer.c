@@ -13,27 +13,6 @@
 #include "text/t5_tokenizer.h"
 #include "text/unicode.h"
 
-static void fail_line(golden_case *gc, const char *label)
-{
-    printf("  %-40s FAIL (%s)\n", label, ts_error_message());
-    gc->compared++;
-    gc->failed++;
-}
-
-static void compare_i32(golden_case *gc, const char *label, const int32_t *ids, int n, const cJSON *want)
-{
-    int64_t *got = malloc((size_t)(n ? n : 1) * sizeof *got);
-    if (!got) {
-        ts_fail(TS_ERR_NOMEM, "out of memory");
-        fail_line(gc, label);
-        return;
-    }
-    for (int i = 0; i < n; i++)
-        got[i] = ids[i];
-    golden_compare_json_ids(gc, label, got, n, want);
-    free(got);
-}
-
 /* The normalized string compared as code points, so a mismatch shows where. */
 static void compare_normalized(golden_case *gc, const ts_t5_tokenizer *tok, int idx, const char *text,
                                const cJSON *want)
@@ -45,25 +24,9 @@ static void compare_normalized(golden_case *gc, const ts_t5_tokenizer *tok, int 
     if (!cJSON_IsString(want) || ts_t5_normalize(tok, text, &norm) != TS_OK ||
         ts_utf8_decode(norm, strlen(norm), &got) != TS_OK ||
         ts_utf8_decode(want->valuestring, strlen(want->valuestring), &exp) != TS_OK)
-        fail_line(gc, label);
-    else {
-        int64_t *g = malloc((size_t)(got.n + 1) * sizeof *g), *w = malloc((size_t)(exp.n + 1) * sizeof *w);
-        for (int i = 0; g && i < got.n; i++)
-            g[i] = got.c[i];
-        for (int i = 0; w && i < exp.n; i++)
-            w[i] = exp.c[i];
-        if (!g || !w) {
-            ts_fail(TS_ERR_NOMEM, "out of memory");
-            fail_line(gc, label);
-        } else if (got.n != exp.n) {
-            printf("  %-40s FAIL (%d code points, expected %d)\n", label, got.n, exp.n);
-            gc->compared++;
-            gc->failed++;
-        } else
-            golden_compare_ids(gc, label, g, w, exp.n);
-        free(g);
-        free(w);
-    }
+        golden_fail_line(gc, label);
+    else
+        golden_compare_i32(gc, label, got.c, got.n, exp.c, exp.n);
     free(norm);
     ts_u32_free(&got);
     ts_u32_free(&exp);
@@ -77,9 +40,9 @@ static void compare_row(golden_case *gc, const ts_t5_tokenizer *tok, int idx, co
     snprintf(label, sizeof label, "prompt %d %s", idx, field);
     int32_t *row = malloc((size_t)len * sizeof *row);
     if (!row || ts_t5_tokenize(tok, text, row, len, NULL) != TS_OK)
-        fail_line(gc, label);
+        golden_fail_line(gc, label);
     else
-        compare_i32(gc, label, row, len, cJSON_GetObjectItemCaseSensitive(c, field));
+        golden_compare_json_i32(gc, label, row, len, cJSON_GetObjectItemCaseSensitive(c, field));
     free(row);
 }
 
@@ -104,9 +67,9 @@ int golden_run_t5_tokenizer(golden_case *gc)
         int32_t *ids = NULL;
         int n = 0;
         if (ts_t5_encode(tok, text->valuestring, &ids, &n) != TS_OK)
-            fail_line(gc, label);
+            golden_fail_line(gc, label);
         else
-            compare_i32(gc, label, ids, n, cJSON_GetObjectItemCaseSensitive(c, "ids"));
+            golden_compare_json_i32(gc, label, ids, n, cJSON_GetObjectItemCaseSensitive(c, "ids"));
         free(ids);
         compare_row(gc, tok, idx, text->valuestring, 77, c);
         compare_row(gc, tok, idx, text->valuestring, 256, c);

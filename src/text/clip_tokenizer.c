@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "text/embedded.h"
+#include "text/hash.h"
 #include "text/fix_text.h"
 #include "text/unicode.h"
 
@@ -31,17 +32,9 @@ struct ts_clip_tokenizer {
     int32_t pair_rank[PAIR_HASH_SIZE]; /* rank + 1, 0 = empty */
 };
 
-static uint32_t fnv1a(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
 static int32_t str_lookup(const ts_clip_tokenizer *t, const char *s, size_t n)
 {
-    for (uint32_t h = fnv1a(s, n) & (STR_HASH_SIZE - 1);; h = (h + 1) & (STR_HASH_SIZE - 1)) {
+    for (uint32_t h = ts_fnv1a(s, n) & (STR_HASH_SIZE - 1);; h = (h + 1) & (STR_HASH_SIZE - 1)) {
         int32_t id = t->str_hash[h] - 1;
         if (id < 0)
             return -1;
@@ -53,7 +46,7 @@ static int32_t str_lookup(const ts_clip_tokenizer *t, const char *s, size_t n)
 static void str_insert(ts_clip_tokenizer *t, int32_t id)
 {
     const char *s = t->strings[id];
-    uint32_t h = fnv1a(s, strlen(s)) & (STR_HASH_SIZE - 1);
+    uint32_t h = ts_fnv1a(s, strlen(s)) & (STR_HASH_SIZE - 1);
     while (t->str_hash[h])
         h = (h + 1) & (STR_HASH_SIZE - 1);
     t->str_hash[h] = id + 1;

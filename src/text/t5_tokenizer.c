@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "text/embedded.h"
+#include "text/hash.h"
 #include "text/unicode.h"
 
 enum { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3 };
@@ -60,17 +61,9 @@ const char *ts_t5_piece(const ts_t5_tokenizer *tok, int32_t id)
     return id >= 0 && id < tok->n_pieces ? tok->pieces[id] : NULL;
 }
 
-static uint32_t fnv1a(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
 static int32_t piece_lookup(const ts_t5_tokenizer *t, const char *s, size_t n)
 {
-    for (uint32_t h = fnv1a(s, n) & t->hash_mask;; h = (h + 1) & t->hash_mask) {
+    for (uint32_t h = ts_fnv1a(s, n) & t->hash_mask;; h = (h + 1) & t->hash_mask) {
         int32_t id = t->hash[h] - 1;
         if (id < 0)
             return -1;
@@ -100,7 +93,7 @@ static int finish_model(ts_t5_tokenizer *t, const char *what)
         size_t n = strlen(t->pieces[i]);
         if (n == 0 || piece_lookup(t, t->pieces[i], n) >= 0)
             continue;
-        uint32_t h = fnv1a(t->pieces[i], n) & t->hash_mask;
+        uint32_t h = ts_fnv1a(t->pieces[i], n) & t->hash_mask;
         while (t->hash[h])
             h = (h + 1) & t->hash_mask;
         t->hash[h] = i + 1;
