@@ -61,15 +61,21 @@ const char *ts_t5_piece(const ts_t5_tokenizer *tok, int32_t id)
     return id >= 0 && id < tok->n_pieces ? tok->pieces[id] : NULL;
 }
 
-static int32_t piece_lookup(const ts_t5_tokenizer *t, const char *s, size_t n)
+/* The NORMAL piece equal to s[0..n), or -1; hash is ts_fnv1a(s, n). */
+static int32_t piece_lookup_hashed(const ts_t5_tokenizer *t, const char *s, size_t n, uint32_t hash)
 {
-    for (uint32_t h = ts_fnv1a(s, n) & t->hash_mask;; h = (h + 1) & t->hash_mask) {
+    for (uint32_t h = hash & t->hash_mask;; h = (h + 1) & t->hash_mask) {
         int32_t id = t->hash[h] - 1;
         if (id < 0)
             return -1;
         if (strlen(t->pieces[id]) == n && memcmp(t->pieces[id], s, n) == 0)
             return id;
     }
+}
+
+static int32_t piece_lookup(const ts_t5_tokenizer *t, const char *s, size_t n)
+{
+    return piece_lookup_hashed(t, s, n, ts_fnv1a(s, n));
 }
 
 /* Pieces, scores and types are filled: build the lookup hash and the unknown score. */
@@ -565,8 +571,10 @@ static int viterbi(const ts_t5_tokenizer *t, const char *s, size_t n, int32_t *i
     from[0] = 0;
     for (size_t st = 0; st < n; st += (size_t)utf8_lead_len((unsigned char)s[st])) {
         int char_len = utf8_lead_len((unsigned char)s[st]), single = 0;
+        uint32_t hash = TS_FNV1A_INIT; /* ts_fnv1a of s[st, st + len), extended byte by byte */
         for (int len = 1; len <= t->max_piece_len && st + (size_t)len <= n; len++) {
-            int32_t id = piece_lookup(t, s + st, (size_t)len);
+            hash = ts_fnv1a_step(hash, (unsigned char)s[st + (size_t)len - 1]);
+            int32_t id = piece_lookup_hashed(t, s + st, (size_t)len, hash);
             if (id < 0)
                 continue;
             double cand = (double)best[st] + (double)t->scores[id];
