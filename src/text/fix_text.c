@@ -74,6 +74,12 @@ static int is_digit(int32_t c, int hex)
     return (c >= '0' && c <= '9') || (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')));
 }
 
+/* Characters that end an entity name in html.unescape's pattern [^\t\n\f <&#;]{1,32}. */
+static int is_name_stop(int32_t c)
+{
+    return c == '\t' || c == '\n' || c == '\f' || c == ' ' || c == '<' || c == '&' || c == '#' || c == ';';
+}
+
 /* html.unescape's numeric rule: the code point a reference &#num; stands for, or
  * -1 when it stands for nothing (Python drops non-characters and most controls). */
 static int32_t numeric_ref(long long num)
@@ -124,7 +130,7 @@ static int unescape_one(const int32_t *c, int n, int amp, ts_u32 *out)
         return end;
     }
     int end = i;
-    while (end < n && end - i < 32 && !strchr("\t\n\f <&#;", (int)(c[end] < 0x80 ? c[end] : 'x')))
+    while (end < n && end - i < 32 && !is_name_stop(c[end]))
         end++;
     if (end == i)
         return ts_u32_push(out, '&') < 0 ? -1 : amp + 1;
