@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libcjson-dev libpng-dev libjpeg62-turbo-dev libopenblas-dev
+  libicu-dev zlib1g-dev xxd
   python3 python3-numpy valgrind
 )
 missing=()

@@ -17,6 +17,8 @@ static const struct {
     {"sd1-unet-inpaint", golden_run_unet},
     {"sdxl-unet", golden_run_unet},
     {"sdxl-vector-conditioning", golden_run_sdxl_vector},
+    {"clip_tokenizer", golden_run_clip_tokenizer},
+    {"t5_tokenizer", golden_run_t5_tokenizer},
     {NULL, NULL},
 };
 
