@@ -17,6 +17,9 @@ static const struct {
     {"sd1-unet-inpaint", golden_run_unet},
     {"sdxl-unet", golden_run_unet},
     {"sdxl-vector-conditioning", golden_run_sdxl_vector},
+    {"sd-discrete-schedules", golden_run_schedules},
+    {"k-diffusion-samplers", golden_run_samplers},
+    {"classifier-free-guidance", golden_run_cfg},
     {NULL, NULL},
 };
 

@@ -10,5 +10,8 @@ int golden_run_vae_kl(golden_case *gc);
 int golden_run_vae_kl16(golden_case *gc);
 int golden_run_unet(golden_case *gc);
 int golden_run_sdxl_vector(golden_case *gc);
+int golden_run_schedules(golden_case *gc);
+int golden_run_samplers(golden_case *gc);
+int golden_run_cfg(golden_case *gc);
 
 #endif
