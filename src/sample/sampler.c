@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "sample/names.h"
 
 static const char *const sampler_names[TS_SAMPLER_COUNT] = {
     [TS_SAMPLER_EULER] = "euler",       [TS_SAMPLER_EULER_ANCESTRAL] = "euler_ancestral",
@@ -28,24 +29,15 @@ ts_sampler_config ts_sampler_config_default(void)
 
 int ts_sampler_from_name(const char *name, ts_sampler *out)
 {
-    static const struct {
-        const char *alias;
-        ts_sampler kind;
-    } aliases[] = {{"euler_a", TS_SAMPLER_EULER_ANCESTRAL},
-                   {"dpm++2m", TS_SAMPLER_DPMPP_2M},
-                   {"dpm++2m_sde", TS_SAMPLER_DPMPP_2M_SDE}};
-    for (int k = 0; k < TS_SAMPLER_COUNT; k++)
-        if (strcmp(name, sampler_names[k]) == 0) {
-            *out = (ts_sampler)k;
-            return 0;
-        }
-    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
-        if (strcmp(name, aliases[i].alias) == 0) {
-            *out = aliases[i].kind;
-            return 0;
-        }
-    return ts_fail(TS_ERR_ARG,
-                   "unknown sampler '%s' (known: euler, euler_ancestral, heun, dpmpp_2m, dpmpp_2m_sde, lcm)", name);
+    static const char *const aliases[][2] = {
+        {"euler_a", "euler_ancestral"}, {"dpm++2m", "dpmpp_2m"}, {"dpm++2m_sde", "dpmpp_2m_sde"}, {NULL, NULL}};
+    int k = ts_name_index(name, sampler_names, TS_SAMPLER_COUNT, aliases);
+    if (k < 0)
+        return ts_fail(TS_ERR_ARG,
+                       "unknown sampler '%s' (known: euler, euler_ancestral, heun, dpmpp_2m, dpmpp_2m_sde, lcm)",
+                       name);
+    *out = (ts_sampler)k;
+    return 0;
 }
 
 const char *ts_sampler_name(ts_sampler kind)

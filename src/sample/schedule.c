@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "sample/names.h"
 
 void ts_noise_ddpm(ts_noise_schedule *s, double linear_start, double linear_end)
 {
@@ -111,24 +112,15 @@ static const char *const scheduler_names[TS_SCHED_COUNT] = {
 
 int ts_scheduler_from_name(const char *name, ts_scheduler *out)
 {
-    static const struct {
-        const char *alias;
-        ts_scheduler kind;
-    } aliases[] = {{"discrete", TS_SCHED_NORMAL}, {"sd_turbo", TS_SCHED_TURBO}};
-    for (int k = 0; k < TS_SCHED_COUNT; k++)
-        if (strcmp(name, scheduler_names[k]) == 0) {
-            *out = (ts_scheduler)k;
-            return 0;
-        }
-    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
-        if (strcmp(name, aliases[i].alias) == 0) {
-            *out = aliases[i].kind;
-            return 0;
-        }
-    return ts_fail(TS_ERR_ARG,
-                   "unknown scheduler '%s' (known: normal, karras, exponential, simple, sgm_uniform, "
-                   "legacy_ddpm, turbo, trailing, lcm)",
-                   name);
+    static const char *const aliases[][2] = {{"discrete", "normal"}, {"sd_turbo", "turbo"}, {NULL, NULL}};
+    int k = ts_name_index(name, scheduler_names, TS_SCHED_COUNT, aliases);
+    if (k < 0)
+        return ts_fail(TS_ERR_ARG,
+                       "unknown scheduler '%s' (known: normal, karras, exponential, simple, sgm_uniform, "
+                       "legacy_ddpm, turbo, trailing, lcm)",
+                       name);
+    *out = (ts_scheduler)k;
+    return 0;
 }
 
 const char *ts_scheduler_name(ts_scheduler kind)
