@@ -185,8 +185,9 @@ static int stored_noise_next(void *user, double sigma, double sigma_next, float 
     if ((size_t)numel == n)
         memcpy(noise, v, n * sizeof *noise);
     free(v);
-    return (size_t)numel == n ? 0 : ts_fail(TS_ERR_FORMAT, "%s has %lld elements, the sample %zu", name,
-                                             (long long)numel, n);
+    return (size_t)numel == n
+               ? 0
+               : ts_fail(TS_ERR_FORMAT, "%s has %lld elements, the sample %zu", name, (long long)numel, n);
 }
 
 /* x_steps[i] and denoised[i] of each step, as the cases store them. */
@@ -244,8 +245,7 @@ static int run_sampler(golden_case *gc, const sampler_inputs *in, const char *na
     if (rc)
         return rc;
     size_t n = in->n;
-    trace tr = {malloc((size_t)(in->steps + 1) * n * sizeof(float)), malloc((size_t)in->steps * n * sizeof(float)),
-                n};
+    trace tr = {malloc((size_t)(in->steps + 1) * n * sizeof(float)), malloc((size_t)in->steps * n * sizeof(float)), n};
     if (!tr.x_steps || !tr.denoised) {
         free(tr.x_steps);
         free(tr.denoised);

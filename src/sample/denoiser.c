@@ -37,6 +37,24 @@ void ts_pred_noise_scaling(ts_prediction p, double sigma, const float *noise, co
         x[i] = (float)(kn * noise[i] + (latent ? kl * latent[i] : 0.0));
 }
 
+int ts_model_denoise(void *user, const float *x, size_t n, double sigma, float *denoised)
+{
+    const ts_model_denoiser *m = user;
+    float *x_in = malloc((n ? n : 1) * sizeof *x_in);
+    if (!x_in)
+        return ts_fail(TS_ERR_NOMEM, "denoiser: out of memory for %zu floats", n);
+    double c_in = ts_pred_c_in(m->prediction, sigma);
+    for (size_t i = 0; i < n; i++)
+        x_in[i] = (float)(c_in * x[i]);
+    double t =
+        m->fractional_timesteps ? ts_noise_timestep_frac(m->schedule, sigma) : ts_noise_timestep(m->schedule, sigma);
+    int rc = m->model(m->model_user, x_in, n, t, denoised);
+    free(x_in);
+    if (rc == 0)
+        ts_pred_denoised(m->prediction, sigma, x, denoised, denoised, n);
+    return rc;
+}
+
 void ts_cfg_combine(const float *cond, const float *uncond, double scale, float *out, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -59,8 +77,8 @@ int ts_cfg_denoise(void *user, const float *x, size_t n, double sigma, float *de
     return rc;
 }
 
-void ts_guidance_ip2p(const float *full, const float *image, const float *none, double text_scale,
-                      double image_scale, float *out, size_t n)
+void ts_guidance_ip2p(const float *full, const float *image, const float *none, double text_scale, double image_scale,
+                      float *out, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         double e0 = none[i], ei = image[i];

@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "sample/sampler.h"
+#include "sample/schedule.h"
 
 typedef enum { TS_PRED_EPS, TS_PRED_V, TS_PRED_FLOW } ts_prediction;
 
@@ -30,6 +31,23 @@ void ts_pred_denoised(ts_prediction p, double sigma, const float *x, const float
  * sigma*noise + (1 - sigma)*latent. */
 void ts_pred_noise_scaling(ts_prediction p, double sigma, const float *noise, const float *latent, int full_denoise,
                            float *x, size_t n);
+
+/* The network as a function of its own input: x_in = c_in * x and the timestep
+ * (ts_noise_timestep of sigma, or the fractional one) -> eps, v or flow velocity. */
+typedef int (*ts_model_fn)(void *user, const float *x_in, size_t n, double timestep, float *out);
+
+/* A denoiser around a network: scales the input, converts sigma to the timestep the
+ * network was trained with, and turns its output into D(x, sigma). */
+typedef struct {
+    ts_model_fn model;
+    void *model_user;
+    ts_prediction prediction;
+    const ts_noise_schedule *schedule;
+    int fractional_timesteps; /* k-diffusion quantize=False; 0 = nearest (ComfyUI) */
+} ts_model_denoiser;
+
+/* ts_denoise_fn over a ts_model_denoiser (user). */
+int ts_model_denoise(void *user, const float *x, size_t n, double sigma, float *denoised);
 
 /* out = uncond + (cond - uncond) * scale. */
 void ts_cfg_combine(const float *cond, const float *uncond, double scale, float *out, size_t n);
@@ -52,7 +70,7 @@ int ts_cfg_denoise(void *user, const float *x, size_t n, double sigma, float *de
  * out = none + image_scale*(image - none) + text_scale*(full - image), where full is
  * the prediction with image and text conditioning, image with the image only, none
  * with neither. */
-void ts_guidance_ip2p(const float *full, const float *image, const float *none, double text_scale,
-                      double image_scale, float *out, size_t n);
+void ts_guidance_ip2p(const float *full, const float *image, const float *none, double text_scale, double image_scale,
+                      float *out, size_t n);
 
 #endif

@@ -17,9 +17,8 @@
 #include "sample/names.h"
 
 static const char *const sampler_names[TS_SAMPLER_COUNT] = {
-    [TS_SAMPLER_EULER] = "euler",       [TS_SAMPLER_EULER_ANCESTRAL] = "euler_ancestral",
-    [TS_SAMPLER_HEUN] = "heun",         [TS_SAMPLER_DPMPP_2M] = "dpmpp_2m",
-    [TS_SAMPLER_DPMPP_2M_SDE] = "dpmpp_2m_sde", [TS_SAMPLER_LCM] = "lcm",
+    [TS_SAMPLER_EULER] = "euler",       [TS_SAMPLER_EULER_ANCESTRAL] = "euler_ancestral", [TS_SAMPLER_HEUN] = "heun",
+    [TS_SAMPLER_DPMPP_2M] = "dpmpp_2m", [TS_SAMPLER_DPMPP_2M_SDE] = "dpmpp_2m_sde",       [TS_SAMPLER_LCM] = "lcm",
 };
 
 ts_sampler_config ts_sampler_config_default(void)
@@ -34,8 +33,7 @@ int ts_sampler_from_name(const char *name, ts_sampler *out)
     int k = ts_name_index(name, sampler_names, TS_SAMPLER_COUNT, aliases);
     if (k < 0)
         return ts_fail(TS_ERR_ARG,
-                       "unknown sampler '%s' (known: euler, euler_ancestral, heun, dpmpp_2m, dpmpp_2m_sde, lcm)",
-                       name);
+                       "unknown sampler '%s' (known: euler, euler_ancestral, heun, dpmpp_2m, dpmpp_2m_sde, lcm)", name);
     *out = (ts_sampler)k;
     return 0;
 }
@@ -56,10 +54,10 @@ typedef struct {
     float *x;
     size_t n;
     const float *sigmas;
-    int i;          /* current step */
-    float *den;     /* D(x, sigmas[i]) */
-    float *prev;    /* D of the previous step (multistep samplers) */
-    float *aux;     /* noise, or heun's predictor */
+    int i;       /* current step */
+    float *den;  /* D(x, sigmas[i]) */
+    float *prev; /* D of the previous step (multistep samplers) */
+    float *aux;  /* noise, or heun's predictor */
     int have_prev;
 } run;
 
@@ -198,9 +196,12 @@ static int step_lcm(run *r, double s, double sn)
 typedef int (*step_fn)(run *r, double s, double sn);
 
 static const step_fn step_fns[TS_SAMPLER_COUNT] = {
-    [TS_SAMPLER_EULER] = step_euler,          [TS_SAMPLER_EULER_ANCESTRAL] = step_euler_ancestral,
-    [TS_SAMPLER_HEUN] = step_heun,            [TS_SAMPLER_DPMPP_2M] = step_dpmpp_2m,
-    [TS_SAMPLER_DPMPP_2M_SDE] = step_dpmpp_2m_sde, [TS_SAMPLER_LCM] = step_lcm,
+    [TS_SAMPLER_EULER] = step_euler,
+    [TS_SAMPLER_EULER_ANCESTRAL] = step_euler_ancestral,
+    [TS_SAMPLER_HEUN] = step_heun,
+    [TS_SAMPLER_DPMPP_2M] = step_dpmpp_2m,
+    [TS_SAMPLER_DPMPP_2M_SDE] = step_dpmpp_2m_sde,
+    [TS_SAMPLER_LCM] = step_lcm,
 };
 
 static int check_sigmas(const float *sigmas, int steps)
@@ -209,8 +210,9 @@ static int check_sigmas(const float *sigmas, int steps)
         return ts_fail(TS_ERR_ARG, "sampling needs at least 1 step, got %d", steps);
     for (int i = 0; i < steps; i++)
         if (!(sigmas[i] > 0) || !(sigmas[i + 1] < sigmas[i]) || !(sigmas[i + 1] >= 0))
-            return ts_fail(TS_ERR_ARG, "sigmas must be finite, positive and strictly descending to 0 (step %d: %g -> %g)",
-                           i, (double)sigmas[i], (double)sigmas[i + 1]);
+            return ts_fail(TS_ERR_ARG,
+                           "sigmas must be finite, positive and strictly descending to 0 (step %d: %g -> %g)", i,
+                           (double)sigmas[i], (double)sigmas[i + 1]);
     return 0;
 }
 

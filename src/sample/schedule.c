@@ -104,10 +104,9 @@ double ts_noise_timestep_frac(const ts_noise_schedule *s, double sigma)
 }
 
 static const char *const scheduler_names[TS_SCHED_COUNT] = {
-    [TS_SCHED_NORMAL] = "normal",           [TS_SCHED_KARRAS] = "karras",   [TS_SCHED_EXPONENTIAL] = "exponential",
-    [TS_SCHED_SIMPLE] = "simple",           [TS_SCHED_SGM_UNIFORM] = "sgm_uniform",
-    [TS_SCHED_LEGACY_DDPM] = "legacy_ddpm", [TS_SCHED_TURBO] = "turbo", [TS_SCHED_TRAILING] = "trailing",
-    [TS_SCHED_LCM] = "lcm",
+    [TS_SCHED_NORMAL] = "normal", [TS_SCHED_KARRAS] = "karras",           [TS_SCHED_EXPONENTIAL] = "exponential",
+    [TS_SCHED_SIMPLE] = "simple", [TS_SCHED_SGM_UNIFORM] = "sgm_uniform", [TS_SCHED_LEGACY_DDPM] = "legacy_ddpm",
+    [TS_SCHED_TURBO] = "turbo",   [TS_SCHED_TRAILING] = "trailing",       [TS_SCHED_LCM] = "lcm",
 };
 
 int ts_scheduler_from_name(const char *name, ts_scheduler *out)
@@ -162,8 +161,7 @@ int ts_schedule_timesteps(ts_scheduler kind, int steps, int64_t *timesteps)
     if (kind != TS_SCHED_LEGACY_DDPM && kind != TS_SCHED_TURBO && kind != TS_SCHED_TRAILING && kind != TS_SCHED_LCM)
         return ts_fail(TS_ERR_ARG, "scheduler %s is not defined by integer timesteps", ts_scheduler_name(kind));
     if (steps < 1 || steps > max_steps)
-        return ts_fail(TS_ERR_ARG, "scheduler %s takes 1..%d steps, not %d", ts_scheduler_name(kind), max_steps,
-                       steps);
+        return ts_fail(TS_ERR_ARG, "scheduler %s takes 1..%d steps, not %d", ts_scheduler_name(kind), max_steps, steps);
     for (int i = 0; i < steps; i++)
         switch (kind) {
         case TS_SCHED_LEGACY_DDPM:
@@ -264,8 +262,31 @@ int ts_schedule_sigmas(const ts_noise_schedule *s, ts_scheduler kind, int steps,
     return 0;
 }
 
-int ts_schedule_flux(int steps, int64_t image_seq_len, int shift, double base_shift, double max_shift,
-                     float *sigmas)
+int ts_schedule_sigmas_denoise(const ts_noise_schedule *s, ts_scheduler kind, int steps, double denoise, float *sigmas)
+{
+    if (!(denoise > 0) || denoise > 1)
+        return ts_fail(TS_ERR_ARG, "denoise strength must be in (0, 1], not %g", denoise);
+    if (denoise > 0.9999)
+        return ts_schedule_sigmas(s, kind, steps, sigmas);
+    double total = steps / denoise;
+    if (steps < 1 || total > TS_TRAIN_STEPS)
+        return ts_fail(TS_ERR_ARG, "%d steps at denoise %g need %g steps in all (at most %d)", steps, denoise, total,
+                       TS_TRAIN_STEPS);
+    int all = (int)total;
+    float full[TS_TRAIN_STEPS + 1];
+    int rc = ts_schedule_sigmas(s, kind, all, full);
+    if (rc == 0)
+        memcpy(sigmas, full + (all - steps), (size_t)(steps + 1) * sizeof *sigmas);
+    return rc;
+}
+
+int ts_noise_full_denoise(const ts_noise_schedule *s, double sigma)
+{
+    double top = ts_noise_sigma_max(s);
+    return sigma > top || fabs(sigma - top) <= 1e-5 * fmax(fabs(sigma), fabs(top));
+}
+
+int ts_schedule_flux(int steps, int64_t image_seq_len, int shift, double base_shift, double max_shift, float *sigmas)
 {
     if (steps < 1 || steps > 10000)
         return ts_fail(TS_ERR_ARG, "steps must be 1..10000, not %d", steps);

@@ -80,6 +80,15 @@ const char *ts_scheduler_name(ts_scheduler kind);
  * steps is out of the scheduler's range or the scheduler needs a discrete model. */
 int ts_schedule_sigmas(const ts_noise_schedule *s, ts_scheduler kind, int steps, float *sigmas);
 
+/* Partial denoising (img2img strength, ComfyUI KSampler denoise): for denoise < 1 the
+ * schedule of int(steps / denoise) steps is built and its last steps+1 sigmas kept, so
+ * sampling starts part way down; denoise >= 0.9999 is the full schedule. Fills
+ * sigmas[0..steps]; TS_ERR_ARG for denoise <= 0. */
+int ts_schedule_sigmas_denoise(const ts_noise_schedule *s, ts_scheduler kind, int steps, double denoise, float *sigmas);
+/* Whether sampling from sigma starts from pure noise, i.e. sigma is the model's
+ * sigma_max or above (relative tolerance 1e-5, as ComfyUI decides max_denoise). */
+int ts_noise_full_denoise(const ts_noise_schedule *s, double sigma);
+
 /* The integer training timesteps of the schedulers defined by them (legacy_ddpm,
  * turbo, trailing, lcm), descending, steps entries; TS_ERR_ARG for the others. */
 int ts_schedule_timesteps(ts_scheduler kind, int steps, int64_t *timesteps);
@@ -87,7 +96,6 @@ int ts_schedule_timesteps(ts_scheduler kind, int steps, int64_t *timesteps);
 /* Flux (black-forest-labs get_schedule): linspace(1, 0, steps+1), and when shift is set
  * the resolution-dependent time shift with mu on the line through (256, base_shift)
  * and (4096, max_shift); image_seq_len = number of packed 2x2 latent tokens. */
-int ts_schedule_flux(int steps, int64_t image_seq_len, int shift, double base_shift, double max_shift,
-                     float *sigmas);
+int ts_schedule_flux(int steps, int64_t image_seq_len, int shift, double base_shift, double max_shift, float *sigmas);
 
 #endif
