@@ -89,6 +89,75 @@ static void test_rng_moments(void)
     free(z);
 }
 
+static ts_safetensors *open_case_io(const char *case_name);
+
+static void test_mt19937_known_answers(void)
+{
+    /* The C++ standard's check: the 10000th output of mt19937 seeded 5489. */
+    ts_mt19937 g;
+    ts_mt19937_seed(&g, 5489);
+    CHECK(ts_mt19937_next(&g) == 3499211612u);
+    for (int i = 1; i < 9999; i++)
+        ts_mt19937_next(&g);
+    CHECK(ts_mt19937_next(&g) == 4123659995u);
+}
+
+/* Max |got - stored| over a stored float tensor of a golden case, scaled by 1/scale;
+ * -1 when the case or tensor is not available. */
+static double stored_gap(const char *case_name, const char *name, const float *got, size_t n, double scale)
+{
+    ts_safetensors *io = open_case_io(case_name);
+    const ts_st_tensor *t = io ? ts_st_find(io, name) : NULL;
+    double gap = -1;
+    if (t && t->dtype == TS_DTYPE_F32 && t->end - t->begin == n * sizeof(float)) {
+        const float *want = ts_st_data(io, t);
+        gap = 0;
+        for (size_t i = 0; i < n; i++)
+            gap = fmax(gap, fabs(got[i] - want[i] / scale));
+    }
+    ts_st_close(io);
+    return gap;
+}
+
+static void test_torch_noise_matches_reference_scripts(void)
+{
+    /* Seeds and shapes of the golden cases that drew their noise with torch on CPU. */
+    static const struct {
+        const char *case_name, *tensor;
+        uint64_t seed;
+        size_t n;
+    } cases[] = {
+        {"sd3_sampling", "in.noise", 3003, 16 * 16 * 12},
+        {"flux_sampling", "in.noise", 1003, 16 * 8 * 12},
+        {"pipeline_sd15", "in.noise", 7105, 4 * 8 * 6},
+    };
+    static float z[4096];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ts_mt19937 g;
+        ts_mt19937_seed(&g, cases[c].seed);
+        CHECK(ts_torch_randn(&g, z, cases[c].n) == 0);
+        double gap = stored_gap(cases[c].case_name, cases[c].tensor, z, cases[c].n, 1.0);
+        printf("torch noise, %s seed %llu: max gap %.3g\n", cases[c].case_name, (unsigned long long)cases[c].seed, gap);
+        CHECK_MSG(gap >= 0 && gap < 5e-6, "%s: gap %g", cases[c].case_name, gap);
+    }
+    /* The samplers case drew x_T = randn * sigmas[0], then noise 0..8, from one generator
+     * (the noise through the sampler adapter). */
+    ts_safetensors *io = open_case_io("samplers");
+    const ts_st_tensor *t = io ? ts_st_find(io, "in.sigmas") : NULL;
+    double sigma0 = t && t->dtype == TS_DTYPE_F32 ? *(const float *)ts_st_data(io, t) : 0;
+    ts_st_close(io);
+    ts_mt19937 g;
+    ts_mt19937_seed(&g, 2001);
+    for (int k = -1; sigma0 > 0 && k < 9; k++) {
+        char name[32];
+        snprintf(name, sizeof name, k < 0 ? "in.x_T" : "in.noise.%d", k);
+        CHECK((k < 0 ? ts_torch_randn(&g, z, 2 * 4 * 8 * 6) : ts_torch_noise(&g, 1, 0.5, z, 2 * 4 * 8 * 6)) == 0);
+        double gap = stored_gap("samplers", name, z, 2 * 4 * 8 * 6, k < 0 ? sigma0 : 1.0);
+        CHECK_MSG(gap >= 0 && gap < 5e-6, "samplers %s: gap %g", name, gap);
+    }
+    CHECK(ts_torch_randn(&g, z, 15) == TS_ERR_ARG);
+}
+
 /* ---- schedules ---- */
 
 static void check_descending_to_zero(const float *s, int steps, double sigma_max, const char *what)
@@ -565,9 +634,10 @@ static void test_cfg_and_ip2p(void)
     CHECK(out[0] == none[0] && out[1] == none[1]);
 }
 
-TEST_MAIN(TEST(test_philox_known_answers), TEST(test_rng_reproducible_and_chunk_independent), TEST(test_rng_moments),
-          TEST(test_schedules_descend_to_zero), TEST(test_scheduler_names), TEST(test_sigma_timestep_inverse),
-          TEST(test_flow_schedules_match_references), TEST(test_pipeline_schedules_match_reference),
-          TEST(test_model_denoiser), TEST(test_ode_samplers_converge), TEST(test_sde_samplers_sample_the_data),
-          TEST(test_every_sampler_reaches_a_point_mass), TEST(test_sampler_errors),
-          TEST(test_predictions_recover_the_clean_sample), TEST(test_cfg_and_ip2p))
+TEST_MAIN(TEST(test_philox_known_answers), TEST(test_mt19937_known_answers),
+          TEST(test_torch_noise_matches_reference_scripts), TEST(test_rng_reproducible_and_chunk_independent),
+          TEST(test_rng_moments), TEST(test_schedules_descend_to_zero), TEST(test_scheduler_names),
+          TEST(test_sigma_timestep_inverse), TEST(test_flow_schedules_match_references),
+          TEST(test_pipeline_schedules_match_reference), TEST(test_model_denoiser), TEST(test_ode_samplers_converge),
+          TEST(test_sde_samplers_sample_the_data), TEST(test_every_sampler_reaches_a_point_mass),
+          TEST(test_sampler_errors), TEST(test_predictions_recover_the_clean_sample), TEST(test_cfg_and_ip2p))

@@ -1,9 +1,12 @@
 /*
- * Philox4x32-10 + Box-Muller; the stream is specified in rng.h.
+ * Philox4x32-10 + Box-Muller, and the PyTorch CPU normal recipe; both streams are
+ * specified in rng.h.
  */
 #include "sample/rng.h"
 
 #include <math.h>
+
+#include "core/error.h"
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -71,4 +74,77 @@ int ts_rng_noise(void *user, double sigma, double sigma_next, float *noise, size
     (void)sigma_next;
     ts_rng_normal((ts_rng *)user, noise, n);
     return 0;
+}
+
+/* MT19937 (Matsumoto & Nishimura 1998), the 32-bit engine torch's CPU generator runs. */
+void ts_mt19937_seed(ts_mt19937 *g, uint64_t seed)
+{
+    g->mt[0] = (uint32_t)seed;
+    for (int i = 1; i < 624; i++)
+        g->mt[i] = 1812433253u * (g->mt[i - 1] ^ (g->mt[i - 1] >> 30)) + (uint32_t)i;
+    g->index = 624;
+}
+
+static void mt19937_twist(ts_mt19937 *g)
+{
+    for (int i = 0; i < 624; i++) {
+        uint32_t y = (g->mt[i] & 0x80000000u) | (g->mt[(i + 1) % 624] & 0x7fffffffu);
+        g->mt[i] = g->mt[(i + 397) % 624] ^ (y >> 1) ^ (y & 1 ? 0x9908b0dfu : 0u);
+    }
+    g->index = 0;
+}
+
+uint32_t ts_mt19937_next(ts_mt19937 *g)
+{
+    if (g->index >= 624)
+        mt19937_twist(g);
+    uint32_t y = g->mt[g->index++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    y ^= y >> 18;
+    return y;
+}
+
+/* torch uniform_real_distribution<float>(0, 1): the low 24 bits of one draw. */
+static float torch_uniform(ts_mt19937 *g)
+{
+    return (float)(ts_mt19937_next(g) & 0xffffffu) * (1.0f / 16777216.0f);
+}
+
+/* Box-Muller over 16 uniforms in place, in float as torch's normal_fill_16. */
+static void torch_normal_16(float *v)
+{
+    const double pi = 3.141592653589793;
+    for (int j = 0; j < 8; j++) {
+        float u1 = 1.0f - v[j], u2 = v[j + 8];
+        float radius = sqrtf(-2.0f * logf(u1));
+        float theta = (float)(2.0f * pi * u2);
+        v[j] = radius * cosf(theta);
+        v[j + 8] = radius * sinf(theta);
+    }
+}
+
+int ts_torch_randn(ts_mt19937 *g, float *out, size_t n)
+{
+    if (n < 16)
+        return ts_fail(TS_ERR_ARG, "torch-compatible noise needs at least 16 values, not %zu", n);
+    for (size_t i = 0; i < n; i++)
+        out[i] = torch_uniform(g);
+    for (size_t i = 0; i + 16 <= n; i += 16)
+        torch_normal_16(out + i);
+    if (n % 16) {
+        float *tail = out + n - 16;
+        for (int i = 0; i < 16; i++)
+            tail[i] = torch_uniform(g);
+        torch_normal_16(tail);
+    }
+    return 0;
+}
+
+int ts_torch_noise(void *user, double sigma, double sigma_next, float *noise, size_t n)
+{
+    (void)sigma;
+    (void)sigma_next;
+    return ts_torch_randn((ts_mt19937 *)user, noise, n);
 }
