@@ -19,6 +19,9 @@ static const struct {
     {"sdxl-vector-conditioning", golden_run_sdxl_vector},
     {"clip_tokenizer", golden_run_clip_tokenizer},
     {"t5_tokenizer", golden_run_t5_tokenizer},
+    {"sd-discrete-schedules", golden_run_schedules},
+    {"k-diffusion-samplers", golden_run_samplers},
+    {"classifier-free-guidance", golden_run_cfg},
     {NULL, NULL},
 };
 

@@ -12,5 +12,8 @@ int golden_run_unet(golden_case *gc);
 int golden_run_sdxl_vector(golden_case *gc);
 int golden_run_clip_tokenizer(golden_case *gc);
 int golden_run_t5_tokenizer(golden_case *gc);
+int golden_run_schedules(golden_case *gc);
+int golden_run_samplers(golden_case *gc);
+int golden_run_cfg(golden_case *gc);
 
 #endif
