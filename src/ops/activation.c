@@ -1,6 +1,6 @@
 /*
- * Element-wise activations and row softmax, in f32 with libm's correctly rounded
- * (or nearly so) expf / erff / tanhf, matching PyTorch's CPU formulas.  Large
+ * Element-wise activations and row softmax, in f32 with libm's expf / erfcf (within
+ * an ulp or two), computing PyTorch's formulas.  Large
  * arrays are split over the thread pool; each element is independent, so the
  * result does not depend on the thread count.
  */
@@ -35,10 +35,12 @@ static void apply(float *x, int64_t n, unary_fn f)
 
 static float silu(float v) { return v / (1.0f + expf(-v)); }
 static float relu(float v) { return v > 0.0f ? v : 0.0f; }
-static float gelu_erf(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
+/* The GELUs in forms without the 1 + (-1 + tiny) cancellation of the textbook ones on
+ * the negative side: 1 + erf(u) = erfc(-u) and 1 + tanh(u) = 2 / (1 + exp(-2u)). */
+static float gelu_erf(float v) { return 0.5f * v * erfcf(v * -0.70710678118654752f); }
 static float gelu_tanh(float v)
 {
-    return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+    return v / (1.0f + expf(-1.5957691216057307f * (v + 0.044715f * v * v * v)));
 }
 static float quick_gelu(float v) { return v / (1.0f + expf(-1.702f * v)); }
 

@@ -32,6 +32,9 @@ static int check_shapes(const ts_tensor *x, const ts_weight *w, const ts_weight 
     if (bias && ts_weight_numel(bias) != w->shape[0])
         return ts_fail(TS_ERR_ARG, "conv2d: bias has %lld elements for %lld output channels",
                        (long long)ts_weight_numel(bias), (long long)w->shape[0]);
+    if (x->shape[2] + p.pad_top + p.pad_bottom < w->shape[2] || x->shape[3] + p.pad_left + p.pad_right < w->shape[3])
+        return ts_fail(TS_ERR_ARG, "conv2d: kernel %s is larger than the padded input %s",
+                       ts_shape_str(a, sizeof a, w->ndim, w->shape), ts_shape_str(b, sizeof b, x->ndim, x->shape));
     int64_t ho = ts_conv_out_size(x->shape[2], w->shape[2], p.stride, p.pad_top, p.pad_bottom);
     int64_t wo = ts_conv_out_size(x->shape[3], w->shape[3], p.stride, p.pad_left, p.pad_right);
     if (ho < 1 || wo < 1 || y->shape[0] != x->shape[0] || y->shape[1] != w->shape[0] || y->shape[2] != ho ||
