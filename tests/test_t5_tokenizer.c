@@ -117,8 +117,8 @@ static void test_broken_models(void)
     CHECK(ts_t5_tokenizer_parse(junk, sizeof junk, "junk", &t) == TS_ERR_FORMAT);
     const char *json[] = {"{", "{\"model\": {\"type\": \"BPE\", \"vocab\": []}}",
                           "{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", -1]]}, \"normalizer\": null}",
-                          "{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", -1]]}, "
-                          "\"normalizer\": {\"precompiled_charsmap\": \"!!\"}}"};
+                          ("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", -1]]}, "
+                           "\"normalizer\": {\"precompiled_charsmap\": \"!!\"}}")};
     for (int i = 0; i < 4; i++)
         CHECK(ts_t5_tokenizer_parse((const unsigned char *)json[i], strlen(json[i]), "json", &t) < 0);
     CHECK(ts_t5_tokenizer_load("/nonexistent/spiece.model", &t) == TS_ERR_IO);

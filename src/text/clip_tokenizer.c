@@ -207,19 +207,12 @@ const char *ts_clip_token_str(const ts_clip_tokenizer *tok, int32_t id)
 
 /* ---- cleaning ------------------------------------------------------------------ */
 
-/* Python str.isspace() / the regex module's \s, which agree once ftfy has removed
- * the C0 separators U+001C..U+001F. */
-static int is_space(int32_t c)
-{
-    return ts_is_space(c) || (c >= 0x1C && c <= 0x1F);
-}
-
 /* whitespace_clean(): runs of whitespace -> one ' ', then strip. */
 static void collapse_spaces(ts_u32 *s)
 {
     int n = 0, in_run = 0;
     for (int i = 0; i < s->n; i++) {
-        int space = is_space(s->c[i]);
+        int space = ts_is_space(s->c[i]);
         if (!space || !in_run)
             s->c[n++] = space ? ' ' : s->c[i];
         in_run = space;

@@ -51,11 +51,6 @@ static void seg_list_free(seg_list *l)
     free(l->s);
 }
 
-static int is_space(int32_t c)
-{
-    return ts_is_space(c) || (c >= 0x1C && c <= 0x1F);
-}
-
 static int is_word(int32_t c)
 {
     return ts_is_letter(c) || ts_is_number(c) || c == '_';
@@ -82,9 +77,9 @@ static int push_text(seg_list *l, const int32_t *c, int n)
         if (memcmp(c + p, brk, sizeof brk) != 0 || (p > 0 && is_word(c[p - 1])) || (p + 5 < n && is_word(c[p + 5])))
             continue;
         int a = p, b = p + 5;
-        while (a > start && is_space(c[a - 1]))
+        while (a > start && ts_is_space(c[a - 1]))
             a--;
-        while (b < n && is_space(c[b]))
+        while (b < n && ts_is_space(c[b]))
             b++;
         rc = seg_push(l, c + start, a - start, 1.0);
         if (rc == TS_OK)
@@ -100,7 +95,7 @@ static int push_text(seg_list *l, const int32_t *c, int n)
 static int weight_at(const int32_t *c, int n, int i, int *num, int *num_len)
 {
     int k = i + 1;
-    while (k < n && is_space(c[k]))
+    while (k < n && ts_is_space(c[k]))
         k++;
     *num = k;
     if (k < n && (c[k] == '+' || c[k] == '-'))
@@ -111,7 +106,7 @@ static int weight_at(const int32_t *c, int n, int i, int *num, int *num_len)
     if (k == body)
         return 0;
     *num_len = k - *num;
-    while (k < n && is_space(c[k]))
+    while (k < n && ts_is_space(c[k]))
         k++;
     return k < n && c[k] == ')' ? k + 1 - i : 0;
 }

@@ -216,7 +216,7 @@ int ts_nfkc_char(int32_t c, ts_u32 *out)
 
 int ts_is_space(int32_t c)
 {
-    return u_isUWhiteSpace(c);
+    return u_isUWhiteSpace(c) || (c >= 0x1C && c <= 0x1F);
 }
 
 int ts_is_letter(int32_t c)

@@ -40,7 +40,9 @@ int ts_u32_upper(ts_u32 *s);
 /* Appends NFKC(c) to out. */
 int ts_nfkc_char(int32_t c, ts_u32 *out);
 
-/* Python `regex` classes: \s (White_Space), \p{L} (L*), \p{N} (N*). */
+/* Python's character classes: \s as str.isspace() (White_Space plus U+001C..U+001F;
+ * the `regex` module's \s lacks those four, which ftfy removes before CLIP splits),
+ * \p{L} (categories L*), \p{N} (N*). */
 int ts_is_space(int32_t c);
 int ts_is_letter(int32_t c);
 int ts_is_number(int32_t c);
