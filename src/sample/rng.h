@@ -4,8 +4,9 @@
  * Same seed -> same noise on every machine and every thread count, so a seed is a
  * reproducible description of an image.  Built as a counter-based generator
  * (Philox4x32-10, Salmon et al., SC'11) so that normal number i of a stream is a
- * pure function of (seed, i): how the caller chunks its requests never changes the
- * values, and a stream can be skipped ahead in O(1).
+ * pure function of (seed, i): neither how the caller chunks its requests nor the
+ * thread count (large requests fill on the thread pool) changes the values, and a
+ * stream can be skipped ahead in O(1) by setting its offset.
  *
  * Stream layout (the definition other implementations need to reproduce it):
  *   block b = Philox4x32-10(counter = {b mod 2^32, b >> 32, 0, 0},
