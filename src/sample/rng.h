@@ -65,9 +65,9 @@ uint32_t ts_mt19937_next(ts_mt19937 *g);
 int ts_torch_randn(ts_mt19937 *g, float *out, size_t n);
 
 /* Adapter for ts_sampler_config.noise: user is a ts_mt19937. ComfyUI's ancestral
- * samplers draw their step noise this way from a second generator seeded with the
- * same seed as the initial noise (k-diffusion default_noise_sampler with extra_args
- * seed), so its first step noise equals the initial noise. */
+ * samplers draw their step noise this way, from a second generator seeded from the
+ * noise seed (k-diffusion default_noise_sampler with extra_args seed: the same seed in
+ * older releases, seed + 1 for CPU noise in newer ones). */
 int ts_torch_noise(void *user, double sigma, double sigma_next, float *noise, size_t n);
 
 #endif
