@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "io/safetensors.h"
 #include "sample/denoiser.h"
 #include "sample/rng.h"
@@ -62,6 +63,25 @@ static void test_rng_reproducible_and_chunk_independent(void)
     float tail[N - 517];
     ts_rng_normal(&r4, tail, N - 517);
     CHECK(memcmp(tail, a + 517, sizeof tail) == 0);
+}
+
+static void test_rng_threads_do_not_change_the_stream(void)
+{
+    enum { N = 100003 };
+    float *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
+    ts_rng r1, r2;
+    ts_rng_init(&r1, 77);
+    ts_rng_init(&r2, 77);
+    ts_threads_set(1);
+    for (size_t done = 0; done < N; done += 997)
+        ts_rng_normal(&r1, a + done, N - done < 997 ? N - done : 997);
+    ts_threads_set(2);
+    ts_rng_normal(&r2, b, 3); /* leaves the stream mid-block */
+    ts_rng_normal(&r2, b + 3, N - 3);
+    ts_threads_set(0);
+    CHECK(memcmp(a, b, N * sizeof *a) == 0);
+    free(a);
+    free(b);
 }
 
 static void test_rng_moments(void)
@@ -636,8 +656,8 @@ static void test_cfg_and_ip2p(void)
 
 TEST_MAIN(TEST(test_philox_known_answers), TEST(test_mt19937_known_answers),
           TEST(test_torch_noise_matches_reference_scripts), TEST(test_rng_reproducible_and_chunk_independent),
-          TEST(test_rng_moments), TEST(test_schedules_descend_to_zero), TEST(test_scheduler_names),
-          TEST(test_sigma_timestep_inverse), TEST(test_flow_schedules_match_references),
+          TEST(test_rng_threads_do_not_change_the_stream), TEST(test_rng_moments), TEST(test_schedules_descend_to_zero),
+          TEST(test_scheduler_names), TEST(test_sigma_timestep_inverse), TEST(test_flow_schedules_match_references),
           TEST(test_pipeline_schedules_match_reference), TEST(test_model_denoiser), TEST(test_ode_samplers_converge),
           TEST(test_sde_samplers_sample_the_data), TEST(test_every_sampler_reaches_a_point_mass),
           TEST(test_sampler_errors), TEST(test_predictions_recover_the_clean_sample), TEST(test_cfg_and_ip2p))

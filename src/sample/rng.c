@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "core/error.h"
+#include "core/threads.h"
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -55,17 +56,41 @@ static void normal_block(uint64_t seed, uint64_t b, float out[4])
     }
 }
 
+typedef struct {
+    uint64_t seed, first_block;
+    float *out;
+} fill_job;
+
+static void fill_blocks(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    const fill_job *job = ctx;
+    for (int64_t b = begin; b < end; b++)
+        normal_block(job->seed, job->first_block + (uint64_t)b, job->out + 4 * b);
+}
+
+/* Normals one at a time up to the end of the current block (or of the request). */
+static size_t fill_partial(ts_rng *rng, float *out, size_t n)
+{
+    float block[4];
+    size_t i = 0;
+    normal_block(rng->seed, rng->offset / 4, block);
+    for (unsigned lane = (unsigned)(rng->offset % 4); lane < 4 && i < n; lane++, i++, rng->offset++)
+        out[i] = block[lane];
+    return i;
+}
+
 void ts_rng_normal(ts_rng *rng, float *out, size_t n)
 {
-    size_t i = 0;
-    float block[4];
-    while (i < n) {
-        uint64_t b = rng->offset / 4;
-        unsigned lane = (unsigned)(rng->offset % 4);
-        normal_block(rng->seed, b, block);
-        for (; lane < 4 && i < n; lane++, i++, rng->offset++)
-            out[i] = block[lane];
-    }
+    size_t i = rng->offset % 4 && n ? fill_partial(rng, out, n) : 0;
+    /* Whole blocks are independent (counter-based), so they fill in parallel. */
+    size_t blocks = (n - i) / 4;
+    fill_job job = {rng->seed, rng->offset / 4, out + i};
+    ts_parallel_for((int64_t)blocks, 4096, fill_blocks, &job);
+    rng->offset += 4 * blocks;
+    i += 4 * blocks;
+    if (i < n)
+        fill_partial(rng, out + i, n - i);
 }
 
 int ts_rng_noise(void *user, double sigma, double sigma_next, float *noise, size_t n)

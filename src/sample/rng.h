@@ -4,8 +4,9 @@
  * Same seed -> same noise on every machine and every thread count, so a seed is a
  * reproducible description of an image.  Built as a counter-based generator
  * (Philox4x32-10, Salmon et al., SC'11) so that normal number i of a stream is a
- * pure function of (seed, i): how the caller chunks its requests never changes the
- * values, and a stream can be skipped ahead in O(1).
+ * pure function of (seed, i): neither how the caller chunks its requests nor the
+ * thread count (large requests fill on the thread pool) changes the values, and a
+ * stream can be skipped ahead in O(1) by setting its offset.
  *
  * Stream layout (the definition other implementations need to reproduce it):
  *   block b = Philox4x32-10(counter = {b mod 2^32, b >> 32, 0, 0},
@@ -64,9 +65,9 @@ uint32_t ts_mt19937_next(ts_mt19937 *g);
 int ts_torch_randn(ts_mt19937 *g, float *out, size_t n);
 
 /* Adapter for ts_sampler_config.noise: user is a ts_mt19937. ComfyUI's ancestral
- * samplers draw their step noise this way from a second generator seeded with the
- * same seed as the initial noise (k-diffusion default_noise_sampler with extra_args
- * seed), so its first step noise equals the initial noise. */
+ * samplers draw their step noise this way, from a second generator seeded from the
+ * noise seed (k-diffusion default_noise_sampler with extra_args seed: the same seed in
+ * older releases, seed + 1 for CPU noise in newer ones). */
 int ts_torch_noise(void *user, double sigma, double sigma_next, float *noise, size_t n);
 
 #endif
