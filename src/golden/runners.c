@@ -17,6 +17,9 @@ static const struct {
     {"sd1-unet-inpaint", golden_run_unet},
     {"sdxl-unet", golden_run_unet},
     {"sdxl-vector-conditioning", golden_run_sdxl_vector},
+    {"clip_text_l", golden_run_clip_text},
+    {"clip_text_g", golden_run_clip_text},
+    {"t5-encoder", golden_run_t5_encoder},
     {NULL, NULL},
 };
 

@@ -10,5 +10,7 @@ int golden_run_vae_kl(golden_case *gc);
 int golden_run_vae_kl16(golden_case *gc);
 int golden_run_unet(golden_case *gc);
 int golden_run_sdxl_vector(golden_case *gc);
+int golden_run_clip_text(golden_case *gc);
+int golden_run_t5_encoder(golden_case *gc);
 
 #endif
