@@ -11,6 +11,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"golden", cmd_golden, "check the engine against golden reference cases"},
+    {"bench", cmd_bench, "time one model part and report its peak memory"},
 };
 
 static void usage(FILE *f)
