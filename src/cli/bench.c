@@ -1,9 +1,9 @@
 /*
  * tessera bench SUITE: speed figures for this machine.
  *
- * A suite is one entry of the table below (today `ops`; whole-model suites such as
- * `unet` slot in beside it).  Each case is timed as the best of a few runs after a
- * warm-up, because the minimum is the figure least disturbed by other processes on
+ * A suite is one entry of the table at the end (`ops` here; model suites such as
+ * `t5` live in their own files and parse their own options).  Each ops case is
+ * timed as the best of a few runs after a warm-up, because the minimum is the figure least disturbed by other processes on
  * a shared machine, and is reported as GFLOP/s and as a fraction of a measured
  * peak, so runs on different machines can be compared by ratio.
  */
@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/bench.h"
 #include "cli/commands.h"
 #include "core/threads.h"
 #include "ops/attention.h"
@@ -229,7 +230,7 @@ static void measure_peak(report *r, unsigned *seed, double *own_out, double *bla
     free(g.c);
 }
 
-static int bench_ops(const bench_opts *opt)
+static int bench_ops_run(const bench_opts *opt)
 {
     report r = {.opt = opt};
     unsigned seed = 12345;
@@ -278,29 +279,20 @@ static int bench_ops(const bench_opts *opt)
     return 0;
 }
 
-static const struct {
-    const char *name;
-    int (*run)(const bench_opts *opt);
-    const char *summary;
-} suites[] = {
-    {"ops", bench_ops, "GEMM, conv2d and attention kernels against a measured sgemm peak"},
-};
-
-static void bench_usage(FILE *f)
+static void ops_usage(FILE *f)
 {
-    fprintf(f, "usage: tessera bench SUITE [--threads N] [--json]\n\nsuites:\n");
-    for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++)
-        fprintf(f, "  %-6s %s\n", suites[i].name, suites[i].summary);
-    fprintf(f, "\n--threads N   worker threads (default: all cores)\n--json        one JSON object instead of a table\n");
+    fprintf(f, "usage: tessera bench ops [--threads N] [--json]\n\n"
+               "GEMM, conv2d and attention kernels at Stable-Diffusion-like shapes, as GFLOP/s and\n"
+               "as a fraction of this machine's measured sgemm peak.\n\n"
+               "--threads N   worker threads (default: all cores)\n--json        one JSON object instead of a table\n");
 }
 
-int cmd_bench(int argc, char **argv)
+static int bench_ops(int argc, char **argv)
 {
     bench_opts opt = {0, 0};
-    const char *suite = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            bench_usage(stdout);
+            ops_usage(stdout);
             return 0;
         } else if (strcmp(argv[i], "--json") == 0) {
             opt.json = 1;
@@ -312,23 +304,47 @@ int cmd_bench(int argc, char **argv)
                 return 2;
             }
             opt.threads = (int)n;
-        } else if (argv[i][0] == '-' || suite) {
-            fprintf(stderr, "tessera bench: unexpected argument '%s'\n", argv[i]);
-            return 2;
         } else {
-            suite = argv[i];
+            fprintf(stderr, "tessera bench ops: unexpected argument '%s'\n", argv[i]);
+            return 2;
         }
-    }
-    if (!suite) {
-        bench_usage(stderr);
-        return 2;
     }
     ts_threads_set(opt.threads);
     opt.threads = ts_threads_get();
     openblas_set_num_threads(opt.threads);
+    return bench_ops_run(&opt);
+}
+
+/* Each suite parses its own options: argv[0] is the suite name. */
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} suites[] = {
+    {"ops", bench_ops, "GEMM, conv2d and attention kernels against a measured sgemm peak"},
+    {"t5", bench_t5_main, "one T5 encoder pass on a checkpoint: time and peak memory"},
+};
+
+static void bench_usage(FILE *f)
+{
+    fprintf(f, "usage: tessera bench SUITE [options]   (tessera bench SUITE --help)\n\nsuites:\n");
     for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++)
-        if (strcmp(suite, suites[i].name) == 0)
-            return suites[i].run(&opt);
-    fprintf(stderr, "tessera bench: unknown suite '%s' (see tessera bench --help)\n", suite);
+        fprintf(f, "  %-6s %s\n", suites[i].name, suites[i].summary);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    if (argc < 2) {
+        bench_usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        bench_usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++)
+        if (strcmp(argv[1], suites[i].name) == 0)
+            return suites[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "tessera bench: unknown suite '%s' (see tessera bench --help)\n", argv[1]);
     return 2;
 }

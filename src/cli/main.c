@@ -12,7 +12,7 @@ static const struct {
 } commands[] = {
     {"golden", cmd_golden, "check the engine against golden reference cases"},
     {"info", cmd_info, "show a checkpoint's tensors, dtypes, model family and metadata"},
-    {"bench", cmd_bench, "measure kernel speed on this machine (tessera bench ops)"},
+    {"bench", cmd_bench, "measure kernel and model speed and memory on this machine"},
 };
 
 static void usage(FILE *f)

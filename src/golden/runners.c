@@ -22,6 +22,9 @@ static const struct {
     {"sd-discrete-schedules", golden_run_schedules},
     {"k-diffusion-samplers", golden_run_samplers},
     {"classifier-free-guidance", golden_run_cfg},
+    {"clip_text_l", golden_run_clip_text},
+    {"clip_text_g", golden_run_clip_text},
+    {"t5-encoder", golden_run_t5_encoder},
     {NULL, NULL},
 };
 

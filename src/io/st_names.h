@@ -1,0 +1,26 @@
+/*
+ * Name-pattern helpers for model loaders.
+ *
+ * A checkpoint names its tensors by position in the network
+ * ("text_model.encoder.layers.7.mlp.fc1.weight"), so loaders build names with
+ * printf-style patterns under a family prefix and count the numbered blocks a file
+ * holds to learn the depth.  These two helpers keep that formatting and the shape
+ * check in one place instead of in every model file.
+ */
+#ifndef TS_IO_ST_NAMES_H
+#define TS_IO_ST_NAMES_H
+
+#include <stdint.h>
+
+#include "core/tensor.h"
+#include "io/safetensors.h"
+
+/* ts_st_weight_shaped on prefix + the formatted name; ndim 0 accepts any shape. */
+int ts_st_weightf(const ts_safetensors *st, const char *prefix, ts_weight *out, int ndim, const int64_t *shape,
+                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* How many consecutive indices 0, 1, ... have prefix + fmt(index) in the file (at most max + 1,
+ * so a caller can tell "more than max" apart). */
+int ts_st_count_indexed(const ts_safetensors *st, const char *prefix, const char *fmt, int max);
+
+#endif
