@@ -23,4 +23,11 @@ void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const
 void ts_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* The micro-kernel in use: "avx512" (6x32), "avx2" (6x16, FMA) or "scalar" (4x8).  The
+ * best one the CPU supports is picked at the first call. */
+const char *ts_gemm_kernel_name(void);
+/* Forces a kernel by name (tests and benchmarks compare them); NULL or "auto" restores
+ * the default.  Returns TS_ERR_UNSUPPORTED when this CPU cannot run it. */
+int ts_gemm_select(const char *name);
+
 #endif

@@ -1,0 +1,268 @@
+/*
+ * Packing, blocking and threading of the GEMM engine (gemm_engine.h), and the two
+ * public products built on it (gemm.h).
+ *
+ * The loop nest is the classic Goto one: for each kc x nc block of B (packed once,
+ * in parallel), C is cut into tiles of mc rows by a slice of the nc columns; a
+ * thread packs the mc x kc block of A for its tile and runs the micro-kernel over
+ * it.  Slicing the columns as well as the rows keeps both cores busy when M is
+ * small (conv weights, attention blocks, text tokens), at the cost of re-packing A
+ * once per slice, which is cheap next to the mc · kc · slice FMAs it feeds.
+ */
+#include "ops/gemm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/threads.h"
+#include "ops/gemm_engine.h"
+
+#define PACK_KCHUNK 64
+#define MAX_TILE (6 * 32)
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Rows of a K-contiguous operand: widened PACK_KCHUNK steps at a time into tmp, then
+ * transposed into the panel. */
+static void pack_rows(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width, float *dst)
+{
+    float tmp[32 * PACK_KCHUNK];
+    const float *src[32];
+    size_t esize = ts_dtype_size(op->dtype);
+    for (int64_t kb = 0; kb < kc; kb += PACK_KCHUNK) {
+        int64_t len = min64(PACK_KCHUNK, kc - kb);
+        for (int i = 0; i < rows; i++) {
+            const unsigned char *p = (const unsigned char *)op->data + ((r0 + i) * op->ld + k0 + kb) * (int64_t)esize;
+            if (op->dtype == TS_DTYPE_F32) {
+                src[i] = (const float *)p;
+            } else {
+                ts_to_f32(op->dtype, p, tmp + i * PACK_KCHUNK, (size_t)len);
+                src[i] = tmp + i * PACK_KCHUNK;
+            }
+        }
+        float *d = dst + kb * width;
+        for (int64_t k = 0; k < len; k++, d += width) {
+            int i = 0;
+            for (; i < rows; i++)
+                d[i] = src[i][k];
+            for (; i < width; i++)
+                d[i] = 0.0f;
+        }
+    }
+}
+
+/* Rows of an R-contiguous operand: one contiguous copy per step. */
+static void pack_cols(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width, float *dst)
+{
+    const float *base = (const float *)op->data + k0 * op->ld + r0;
+    for (int64_t k = 0; k < kc; k++, dst += width) {
+        memcpy(dst, base + k * op->ld, (size_t)rows * sizeof(float));
+        memset(dst + rows, 0, (size_t)(width - rows) * sizeof(float));
+    }
+}
+
+/* Output pixels [q0, q0 + n) of one im2col row (c, ky, kx): row runs of the output
+ * image, each split into the left padding, the in-image stretch and the right
+ * padding, so the in-image part is a plain (strided) copy. */
+static void im2col_run(const ts_im2col_geom *g, const float *x, int64_t c, int64_t ky, int64_t kx, int64_t q0,
+                       int64_t n, float *d)
+{
+    int64_t s = g->stride, oy = q0 / g->out_w, ox = q0 % g->out_w;
+    for (int64_t i = 0; i < n; ox = 0, oy++) {
+        int64_t run = min64(n - i, g->out_w - ox);
+        int64_t iy = oy * s + ky - g->pad_top;
+        int64_t ix0 = ox * s + kx - g->pad_left; /* input column of the run's first pixel */
+        int64_t lo = 0, hi = 0;
+        if (iy >= 0 && iy < g->height) {
+            lo = ix0 >= 0 ? 0 : (-ix0 + s - 1) / s;
+            hi = ix0 > g->width - 1 ? 0 : (g->width - 1 - ix0) / s + 1;
+            lo = min64(lo, run);
+            hi = min64(hi, run);
+            if (hi < lo)
+                hi = lo;
+        }
+        const float *row = x + (c * g->height + iy) * g->width + ix0;
+        for (int64_t t = 0; t < lo; t++)
+            d[i + t] = 0.0f;
+        if (s == 1)
+            memcpy(d + i + lo, row + lo, (size_t)(hi - lo) * sizeof(float));
+        else
+            for (int64_t t = lo; t < hi; t++)
+                d[i + t] = row[t * s];
+        for (int64_t t = hi; t < run; t++)
+            d[i + t] = 0.0f;
+        i += run;
+    }
+}
+
+static void pack_im2col(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width,
+                        float *dst)
+{
+    const ts_im2col_geom *g = op->conv;
+    int64_t taps = g->kh * g->kw;
+    for (int64_t k = 0; k < kc; k++, dst += width) {
+        int64_t kk = k0 + k, c = kk / taps, t = kk % taps;
+        im2col_run(g, op->data, c, t / g->kw, t % g->kw, r0, rows, dst);
+        memset(dst + rows, 0, (size_t)(width - rows) * sizeof(float));
+    }
+}
+
+void ts_pack_panels(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width, float *dst)
+{
+    for (int64_t p = 0; p < rows; p += width, dst += width * kc) {
+        int64_t n = min64(width, rows - p);
+        switch (op->kind) {
+        case TS_OPND_ROWS:
+            pack_rows(op, r0 + p, n, k0, kc, width, dst);
+            break;
+        case TS_OPND_COLS:
+            pack_cols(op, r0 + p, n, k0, kc, width, dst);
+            break;
+        case TS_OPND_IM2COL:
+            pack_im2col(op, r0 + p, n, k0, kc, width, dst);
+            break;
+        }
+    }
+}
+
+void ts_gemm_macro(const ts_gemm_kernel *kern, int64_t m, int64_t n, int64_t kc, const float *ap, const float *bp,
+                   float *c, int64_t ldc, float alpha, int accumulate)
+{
+    int mr = kern->mr, nr = kern->nr;
+    for (int64_t j = 0; j < n; j += nr) {
+        const float *b = bp + j * kc;
+        int64_t nn = min64(nr, n - j);
+        for (int64_t i = 0; i < m; i += mr) {
+            const float *a = ap + i * kc;
+            int64_t mm = min64(mr, m - i);
+            float *cij = c + i * ldc + j;
+            if (mm == mr && nn == nr) {
+                kern->fn(kc, a, b, cij, ldc, alpha, accumulate);
+                continue;
+            }
+            float tile[MAX_TILE];
+            kern->fn(kc, a, b, tile, nr, alpha, 0);
+            for (int64_t ii = 0; ii < mm; ii++)
+                for (int64_t jj = 0; jj < nn; jj++)
+                    cij[ii * ldc + jj] = accumulate ? cij[ii * ldc + jj] + tile[ii * nr + jj] : tile[ii * nr + jj];
+        }
+    }
+}
+
+typedef struct {
+    const ts_gemm_kernel *kern;
+    const ts_operand *A, *B;
+    int64_t M, N;
+    float alpha, *C;
+    int64_t ldc;
+    /* the current block of B */
+    int64_t jc, nc, pc, kc;
+    int accumulate;
+    float *bp;
+    /* tiles: m blocks of kern->mc rows times column slices of slice_w */
+    int64_t slices, slice_w;
+    float **ap; /* one A block per worker */
+} gemm_job;
+
+static void pack_b_panels(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    gemm_job *j = ctx;
+    int nr = j->kern->nr;
+    int64_t r0 = begin * nr, rows = min64(end * nr, j->nc) - r0;
+    ts_pack_panels(j->B, j->jc + r0, rows, j->pc, j->kc, nr, j->bp + r0 * j->kc);
+}
+
+static void run_tiles(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    gemm_job *j = ctx;
+    const ts_gemm_kernel *kern = j->kern;
+    int64_t packed = -1;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t mb = t / j->slices, s = t % j->slices;
+        int64_t i0 = mb * kern->mc, m = min64(kern->mc, j->M - i0);
+        if (mb != packed) {
+            ts_pack_panels(j->A, i0, m, j->pc, j->kc, kern->mr, j->ap[worker]);
+            packed = mb;
+        }
+        int64_t c0 = s * j->slice_w, n = min64(j->slice_w, j->nc - c0);
+        if (n <= 0)
+            continue;
+        ts_gemm_macro(kern, m, n, j->kc, j->ap[worker], j->bp + c0 * j->kc, j->C + i0 * j->ldc + j->jc + c0, j->ldc,
+                      j->alpha, j->accumulate);
+    }
+}
+
+static void *alloc_floats(size_t n) { return aligned_alloc(64, ((n * sizeof(float)) + 63) / 64 * 64); }
+
+void ts_gemm_run(int64_t M, int64_t N, int64_t K, const ts_operand *A, const ts_operand *B, float alpha, float *C,
+                 int64_t ldc, int accumulate)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int64_t i = 0; i < M; i++)
+                memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    const ts_gemm_kernel *kern = ts_gemm_kernel_get();
+    int threads = ts_threads_get();
+    int64_t kc_max = min64(kern->kc, K), nc_max = min64(kern->nc, N);
+    gemm_job j = {.kern = kern, .A = A, .B = B, .M = M, .N = N, .alpha = alpha, .C = C, .ldc = ldc};
+    j.bp = alloc_floats(ts_pack_floats(nc_max, kc_max, kern->nr));
+    j.ap = malloc((size_t)threads * sizeof *j.ap);
+    for (int t = 0; t < threads; t++)
+        j.ap[t] = alloc_floats(ts_pack_floats(min64(kern->mc, M), kc_max, kern->mr));
+
+    int64_t mblocks = (M + kern->mc - 1) / kern->mc;
+    for (j.jc = 0; j.jc < N; j.jc += j.nc) {
+        j.nc = min64(nc_max, N - j.jc);
+        /* Enough tiles for a few per thread, each slice at least 4 panels wide. */
+        int64_t want = threads > 1 ? (4 * threads + mblocks - 1) / mblocks : 1;
+        int64_t panels = (j.nc + kern->nr - 1) / kern->nr;
+        int64_t per_slice = (panels + want - 1) / want;
+        if (per_slice < 4)
+            per_slice = 4;
+        j.slice_w = per_slice * kern->nr;
+        j.slices = (j.nc + j.slice_w - 1) / j.slice_w;
+        for (j.pc = 0; j.pc < K; j.pc += j.kc) {
+            j.kc = min64(kc_max, K - j.pc);
+            j.accumulate = accumulate || j.pc > 0;
+            ts_parallel_for(panels, 4, pack_b_panels, &j);
+            ts_parallel_for(mblocks * j.slices, 1, run_tiles, &j);
+        }
+    }
+    for (int t = 0; t < threads; t++)
+        free(j.ap[t]);
+    free(j.ap);
+    free(j.bp);
+}
+
+void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const ts_weight *bias, float *C,
+               int64_t ldc)
+{
+    int64_t N = W->shape[0], K = ts_weight_row_len(W);
+    if (bias) {
+        float *b = malloc((size_t)N * sizeof(float));
+        ts_weight_to_f32(bias, b);
+        for (int64_t i = 0; i < M; i++)
+            memcpy(C + i * ldc, b, (size_t)N * sizeof(float));
+        free(b);
+    }
+    ts_operand a = {.kind = TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = A, .ld = lda};
+    ts_operand w = {.kind = TS_OPND_ROWS, .dtype = W->dtype, .data = W->data, .ld = K};
+    ts_gemm_run(M, N, K, &a, &w, 1.0f, C, ldc, bias != NULL);
+}
+
+void ts_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+              const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    if (beta != 0.0f && beta != 1.0f)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++)
+                C[i * ldc + j] *= beta;
+    ts_operand a = {.kind = trans_a ? TS_OPND_COLS : TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = A, .ld = lda};
+    ts_operand b = {.kind = trans_b ? TS_OPND_ROWS : TS_OPND_COLS, .dtype = TS_DTYPE_F32, .data = B, .ld = ldb};
+    ts_gemm_run(M, N, K, &a, &b, alpha, C, ldc, beta != 0.0f);
+}

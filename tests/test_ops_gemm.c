@@ -1,0 +1,110 @@
+/* ts_linear and ts_sgemm against float64 loops, for every micro-kernel this CPU runs,
+ * every weight dtype, sizes that are not multiples of any block, 1 and 2 threads. */
+#include <string.h>
+
+#include "core/threads.h"
+#include "ops/gemm.h"
+#include "ops_check.h"
+
+static const char *kernel_names[] = {"scalar", "avx2", "avx512"};
+
+/* M, N, K: tiny, odd, K past one kc block, N past one nc block, M past one mc block. */
+static const int64_t shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {37, 51, 300}, {5, 3100, 9}, {151, 35, 517}, {13, 40, 64}};
+
+static void check_linear(int64_t M, int64_t N, int64_t K, ts_dtype dtype, int with_bias, unsigned long long *seed)
+{
+    int64_t lda = K + 3, ldc = N + 2;
+    float *A = rand_floats(M * lda, seed);
+    test_weight W = make_weight(dtype, 2, (int64_t[]){N, K}, seed);
+    test_weight b = make_weight(dtype, 1, (int64_t[]){N}, seed);
+    float *C = rand_floats(M * ldc, seed);
+    double *ref = malloc((size_t)(M * ldc) * sizeof(double));
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < ldc; j++) {
+            double s = with_bias ? b.exact[j < N ? j : 0] : 0.0;
+            for (int64_t k = 0; k < K && j < N; k++)
+                s += (double)A[i * lda + k] * W.exact[j * K + k];
+            ref[i * ldc + j] = j < N ? s : C[i * ldc + j]; /* the row padding must be untouched */
+        }
+    ts_linear(A, lda, M, &W.w, with_bias ? &b.w : NULL, C, ldc);
+    CHECK_CLOSE(C, ref, M * ldc, 1e-5, "linear %s M=%lld N=%lld K=%lld bias=%d kernel=%s threads=%d",
+                ts_dtype_name(dtype), (long long)M, (long long)N, (long long)K, with_bias, ts_gemm_kernel_name(),
+                ts_threads_get());
+    free(A);
+    free(C);
+    free(ref);
+    free_weight(&W);
+    free_weight(&b);
+}
+
+static void test_linear_all_kernels(void)
+{
+    unsigned long long seed = 1;
+    for (int kn = 0; kn < 3; kn++) {
+        if (ts_gemm_select(kernel_names[kn]) != 0)
+            continue;
+        for (int threads = 1; threads <= 2; threads++) {
+            ts_threads_set(threads);
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+                for (int d = 0; d < 3; d++)
+                    check_linear(shapes[s][0], shapes[s][1], shapes[s][2], weight_dtypes[d], (int)(s + d) % 2,
+                                 &seed);
+        }
+    }
+    CHECK(ts_gemm_select("auto") == 0);
+    CHECK(ts_gemm_select("nonsense") < 0);
+}
+
+static void check_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta,
+                        unsigned long long *seed)
+{
+    int64_t lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 2, ldc = N + 1;
+    float *A = rand_floats((ta ? K : M) * lda, seed), *B = rand_floats((tb ? N : K) * ldb, seed);
+    float *C = rand_floats(M * ldc, seed);
+    if (beta == 0.0f)
+        for (int64_t i = 0; i < M * ldc; i++)
+            C[i] = NAN; /* beta = 0 must ignore C, NaN included */
+    double *ref = malloc((size_t)(M * ldc) * sizeof(double));
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < ldc; j++) {
+            if (j >= N) {
+                ref[i * ldc + j] = C[i * ldc + j];
+                continue;
+            }
+            double s = 0.0;
+            for (int64_t k = 0; k < K; k++)
+                s += (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+            ref[i * ldc + j] = alpha * s + (beta != 0.0f ? beta * (double)C[i * ldc + j] : 0.0);
+        }
+    ts_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    /* the NaN padding columns compare NaN to NaN: check only the product part there */
+    double *got = malloc((size_t)(M * N) * sizeof(double)), *want = malloc((size_t)(M * N) * sizeof(double));
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            got[i * N + j] = C[i * ldc + j];
+            want[i * N + j] = ref[i * ldc + j];
+        }
+    CHECK_CLOSE(got, want, M * N, 1e-5, "sgemm ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g", ta, tb,
+                (long long)M, (long long)N, (long long)K, alpha, beta);
+    free(A);
+    free(B);
+    free(C);
+    free(ref);
+    free(got);
+    free(want);
+}
+
+static void test_sgemm_transposes(void)
+{
+    unsigned long long seed = 2;
+    ts_threads_set(2);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            check_sgemm(ta, tb, 23, 45, 270, 1.0f, 0.0f, &seed);
+            check_sgemm(ta, tb, 150, 17, 33, 0.5f, 1.0f, &seed);
+            check_sgemm(ta, tb, 9, 70, 3, -2.0f, 0.25f, &seed);
+        }
+    check_sgemm(0, 0, 4, 5, 0, 1.0f, 0.0f, &seed); /* K = 0: C = 0 */
+}
+
+TEST_MAIN(TEST(test_linear_all_kernels), TEST(test_sgemm_transposes))
