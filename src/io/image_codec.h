@@ -1,0 +1,22 @@
+/*
+ * Private interface between image.c (dispatch, bounds, temp files) and the codecs
+ * png.c and jpeg.c.  Decoders take the whole file in memory, so files and the
+ * fuzzer share one code path; encoders write to an open stream that image.c owns.
+ */
+#ifndef TS_IO_IMAGE_CODEC_H
+#define TS_IO_IMAGE_CODEC_H
+
+#include <stdio.h>
+
+#include "io/image.h"
+
+/* Checks header dimensions against the bounds before anything is allocated. */
+int ts_image_check_size(int64_t width, int64_t height, int64_t max_pixels);
+
+int ts_png_decode(const unsigned char *bytes, size_t size, int64_t max_pixels, ts_image *out);
+int ts_png_encode(FILE *f, const ts_image *img, const ts_image_write_opts *opts);
+
+int ts_jpeg_decode(const unsigned char *bytes, size_t size, int64_t max_pixels, ts_image *out);
+int ts_jpeg_encode(FILE *f, const ts_image *img, const ts_image_write_opts *opts);
+
+#endif
