@@ -112,9 +112,15 @@ static int run_tiles(const ts_rdn *m, const float *in, int w, int h, const ts_up
                      void *ctx, ts_upscale_stats *stats)
 {
     int s = ts_rdn_scale(m), halo = ts_rdn_halo(m);
-    int core = o->tile > 0 ? o->tile : o->tile == 0 ? (w > h ? w : h) : auto_tile(m, w, h, o->budget ? o->budget : TS_UPSCALE_DEFAULT_BUDGET);
+    size_t budget = o->budget ? o->budget : TS_UPSCALE_DEFAULT_BUDGET;
+    int core = o->tile > 0 ? o->tile : o->tile == 0 ? (w > h ? w : h) : auto_tile(m, w, h, budget);
     int nx = (w + core - 1) / core, ny = (h + core - 1) / core;
     int cw = (w + nx - 1) / nx, ch = (h + ny - 1) / ny; /* even tiles: no thin strip at the end */
+    if ((nx - 1) * cw <= halo && cw + halo >= w && (ny - 1) * ch <= halo && ch + halo >= h) {
+        nx = ny = 1; /* every tile would see the whole image: one pass does the same work once */
+        cw = w;
+        ch = h;
+    }
     int rw = nx > 1 ? (cw + 2 * halo < w ? cw + 2 * halo : w) : w;
     int rh = ny > 1 ? (ch + 2 * halo < h ? ch + 2 * halo : h) : h;
     ts_arena *arena = ts_arena_create(tile_bytes(m, rh, rw, ch, cw) + (1 << 20));
@@ -154,7 +160,7 @@ static int run_tiles(const ts_rdn *m, const float *in, int w, int h, const ts_up
                 o->progress(o->progress_ctx, done, total);
         }
     if (stats) {
-        stats->tile = core;
+        stats->tile = cw > ch ? cw : ch;
         stats->tiles = nx * ny;
         stats->arena_peak = ts_arena_peak(arena);
     }
