@@ -12,6 +12,10 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm fetch the upscaler models (scripts/fetch-models.sh) and run the TF.js
+# benchmark peer.  Checked by command rather than by package: a node from elsewhere
+# (NodeSource bundles npm) serves as well, and Debian's npm would conflict with it.
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

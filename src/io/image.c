@@ -92,39 +92,6 @@ int ts_image_set_parameters(ts_image *img, const char *text)
     return TS_OK;
 }
 
-long ts_utf8_next(const unsigned char *s, size_t *i)
-{
-    unsigned c = s[*i];
-    int extra = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
-    if (extra < 0)
-        return -1;
-    long cp = extra == 0 ? (long)c : (long)(c & (0x3F >> extra));
-    for (int k = 1; k <= extra; k++) {
-        if ((s[*i + (size_t)k] & 0xC0) != 0x80) /* also stops at the terminating NUL */
-            return -1;
-        cp = (cp << 6) | (s[*i + (size_t)k] & 0x3F);
-    }
-    static const long min_for_length[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < min_for_length[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return -1;
-    *i += (size_t)extra + 1;
-    return cp;
-}
-
-size_t ts_utf8_put(char *dst, long cp)
-{
-    if (cp < 0x80) {
-        dst[0] = (char)cp;
-        return 1;
-    }
-    int extra = cp < 0x800 ? 1 : cp < 0x10000 ? 2 : 3;
-    static const unsigned char lead[] = {0, 0xC0, 0xE0, 0xF0};
-    dst[0] = (char)(lead[extra] | (cp >> (6 * extra)));
-    for (int k = 1; k <= extra; k++)
-        dst[k] = (char)(0x80 | ((cp >> (6 * (extra - k))) & 0x3F));
-    return (size_t)extra + 1;
-}
-
 /* ---- reading ------------------------------------------------------------- */
 
 int ts_image_decode_memory(const void *bytes, size_t size, const ts_image_read_opts *opts, ts_image *out)

@@ -142,7 +142,7 @@ static char *utf16_to_utf8(const tiff_view *t, size_t at, size_t units)
         }
         if (cp >= 0xD800 && cp <= 0xDFFF)
             cp = 0xFFFD;
-        len += ts_utf8_put(dst + len, cp);
+        len += (size_t)ts_utf8_put((int32_t)cp, dst + len);
     }
     dst[len] = '\0';
     return dst;
@@ -192,7 +192,7 @@ static int exif_block(const char *text, unsigned char **block, size_t *size)
     const unsigned char *s = (const unsigned char *)text;
     size_t units = 0, n = strlen(text);
     for (size_t i = 0; i < n; units++) {
-        long cp = ts_utf8_next(s, &i);
+        long cp = ts_utf8_next(s, n, &i);
         if (cp < 0)
             return ts_fail(TS_ERR_ARG, "the parameters text is not valid UTF-8 (byte %zu)", i);
         units += cp > 0xFFFF;
@@ -219,7 +219,7 @@ static int exif_block(const char *text, unsigned char **block, size_t *size)
     memcpy(p, unicode_prefix, 8);
     p += 8;
     for (size_t i = 0; i < n;) {
-        long cp = ts_utf8_next(s, &i);
+        long cp = ts_utf8_next(s, n, &i);
         if (cp > 0xFFFF) { /* a surrogate pair */
             long v = cp - 0x10000;
             long hi = 0xD800 + (v >> 10), lo = 0xDC00 + (v & 0x3FF);

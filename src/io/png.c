@@ -76,7 +76,7 @@ static char *latin1_to_utf8(const char *src, size_t n)
         return NULL;
     size_t len = 0;
     for (size_t i = 0; i < n; i++)
-        len += ts_utf8_put(dst + len, (unsigned char)src[i]);
+        len += (size_t)ts_utf8_put((int32_t)(unsigned char)src[i], dst + len);
     dst[len] = '\0';
     return dst;
 }
@@ -197,7 +197,7 @@ static int utf8_to_latin1(const char *text, char **latin1)
     if (!dst)
         return ts_fail(TS_ERR_NOMEM, "out of memory for the PNG parameters text");
     while (i < n) {
-        long cp = ts_utf8_next(s, &i);
+        long cp = ts_utf8_next(s, n, &i);
         if (cp < 0) {
             free(dst);
             return ts_fail(TS_ERR_ARG, "the parameters text is not valid UTF-8 (byte %zu)", i);
@@ -207,7 +207,7 @@ static int utf8_to_latin1(const char *text, char **latin1)
             free(dst);
             dst = NULL;
             while (i < n)
-                if (ts_utf8_next(s, &i) < 0)
+                if (ts_utf8_next(s, n, &i) < 0)
                     return ts_fail(TS_ERR_ARG, "the parameters text is not valid UTF-8 (byte %zu)", i);
             break;
         }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/utf8.h"
+
 typedef struct {
     int32_t *c;
     int n, cap;
@@ -26,10 +28,6 @@ int ts_u32_has(const ts_u32 *s, int32_t c);
 /* Decodes UTF-8 (len bytes) and appends to out; a byte that does not start a valid,
  * shortest-form character becomes U+FFFD and consumes that one byte. */
 int ts_utf8_decode(const char *s, size_t len, ts_u32 *out);
-/* Length in bytes of the valid UTF-8 character at s (len bytes left), 0 when invalid. */
-int ts_utf8_char_len(const unsigned char *s, size_t len, int32_t *cp);
-/* Writes the UTF-8 form of c (at most 4 bytes) and returns its length. */
-int ts_utf8_put(int32_t c, char *buf);
 /* A malloc'd NUL-terminated UTF-8 copy of s. */
 char *ts_u32_to_utf8(const ts_u32 *s);
 
