@@ -56,9 +56,13 @@ static void pack_rows(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0
 static void pack_cols(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width, float *dst)
 {
     const float *base = (const float *)op->data + k0 * op->ld + r0;
-    for (int64_t k = 0; k < kc; k++, dst += width) {
-        memcpy(dst, base + k * op->ld, (size_t)rows * sizeof(float));
-        memset(dst + rows, 0, (size_t)(width - rows) * sizeof(float));
+    for (int64_t k = 0; k < kc; k++, dst += width) { /* loops, not memcpy: rows is 6 to 32 */
+        const float *src = base + k * op->ld;
+        int64_t i = 0;
+        for (; i < rows; i++)
+            dst[i] = src[i];
+        for (; i < width; i++)
+            dst[i] = 0.0f;
     }
 }
 
