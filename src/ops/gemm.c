@@ -100,34 +100,46 @@ static void im2col_run(const ts_im2col_geom *g, const float *x, int64_t c, int64
     }
 }
 
+/* Many panels at once: per im2col row, the pixels of up to IM2COL_LINE panels are
+ * unfolded into a line (long contiguous runs) and then dealt out to the panels. */
+#define IM2COL_LINE 2048
+
 static void pack_im2col(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width,
                         float *dst)
 {
     const ts_im2col_geom *g = op->conv;
-    int64_t taps = g->kh * g->kw;
-    for (int64_t k = 0; k < kc; k++, dst += width) {
-        int64_t kk = k0 + k, c = kk / taps, t = kk % taps;
-        im2col_run(g, op->data, c, t / g->kw, t % g->kw, r0, rows, dst);
-        memset(dst + rows, 0, (size_t)(width - rows) * sizeof(float));
+    int64_t taps = g->kh * g->kw, step = IM2COL_LINE / width * width;
+    float line[IM2COL_LINE];
+    for (int64_t q = 0; q < rows; q += step, dst += step * kc) {
+        int64_t n = min64(step, rows - q), panels = (n + width - 1) / width;
+        for (int64_t i = n; i < panels * width; i++)
+            line[i] = 0.0f;
+        for (int64_t k = 0; k < kc; k++) {
+            int64_t kk = k0 + k, c = kk / taps, t = kk % taps;
+            im2col_run(g, op->data, c, t / g->kw, t % g->kw, r0 + q, n, line);
+            for (int64_t p = 0; p < panels; p++) {
+                float *d = dst + p * width * kc + k * width;
+                const float *l = line + p * width;
+                for (int i = 0; i < width; i++)
+                    d[i] = l[i];
+            }
+        }
     }
 }
 
 void ts_pack_panels(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width, float *dst)
 {
+    if (op->kind == TS_OPND_IM2COL) {
+        pack_im2col(op, r0, rows, k0, kc, width, dst);
+        return;
+    }
     ts_pack_fn fast = ts_gemm_kernel_get()->pack_rows;
     for (int64_t p = 0; p < rows; p += width, dst += width * kc) {
         int64_t n = min64(width, rows - p);
-        switch (op->kind) {
-        case TS_OPND_ROWS:
+        if (op->kind == TS_OPND_ROWS)
             (fast && width <= 32 ? fast : pack_rows)(op, r0 + p, n, k0, kc, width, dst);
-            break;
-        case TS_OPND_COLS:
+        else
             pack_cols(op, r0 + p, n, k0, kc, width, dst);
-            break;
-        case TS_OPND_IM2COL:
-            pack_im2col(op, r0 + p, n, k0, kc, width, dst);
-            break;
-        }
     }
 }
 
