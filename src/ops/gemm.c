@@ -11,6 +11,8 @@
  */
 #include "ops/gemm.h"
 
+#include <cblas.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +282,56 @@ void ts_gemm_run(int64_t M, int64_t N, int64_t K, const ts_operand *A, const ts_
     }
 }
 
+/* f32 x f32 products go to OpenBLAS (faster than our kernel on them, see bench/),
+ * called single-threaded on each of our threads' share: only our pool ever runs,
+ * because OpenBLAS's own workers spin after a call and would take the cores from
+ * whatever kernel comes next.  The split is over the larger of M and N. */
+typedef struct {
+    int trans_a, trans_b;
+    int64_t M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int64_t lda, ldb, ldc, parts;
+} blas_job;
+
+static void blas_parts(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    const blas_job *j = ctx;
+    int split_m = j->M >= j->N;
+    int64_t len = split_m ? j->M : j->N, lo = len * begin / j->parts, hi = len * end / j->parts;
+    if (hi <= lo)
+        return;
+    const float *A = j->A, *B = j->B;
+    float *C = j->C;
+    if (split_m) {
+        A += j->trans_a ? lo : lo * j->lda;
+        C += lo * j->ldc;
+    } else {
+        B += j->trans_b ? lo * j->ldb : lo;
+        C += lo;
+    }
+    cblas_sgemm(CblasRowMajor, j->trans_a ? CblasTrans : CblasNoTrans, j->trans_b ? CblasTrans : CblasNoTrans,
+                (int)(split_m ? hi - lo : j->M), (int)(split_m ? j->N : hi - lo), (int)j->K, j->alpha, A,
+                (int)j->lda, B, (int)j->ldb, j->beta, C, (int)j->ldc);
+}
+
+/* True when the product went to OpenBLAS. */
+static int blas_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    int64_t limit = INT_MAX;
+    if (!ts_gemm_use_openblas() || M > limit || N > limit || K > limit || lda > limit || ldb > limit ||
+        ldc > limit || M <= 0 || N <= 0)
+        return 0;
+    openblas_set_num_threads(1);
+    int64_t parts = (double)M * (double)N * (double)K < 1e6 ? 1 : ts_threads_get();
+    blas_job j = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, parts};
+    ts_parallel_for(parts, 1, blas_parts, &j);
+    return 1;
+}
+
 void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const ts_weight *bias, float *C,
                int64_t ldc)
 {
@@ -291,6 +343,8 @@ void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const
             memcpy(C + i * ldc, b, (size_t)N * sizeof(float));
         free(b);
     }
+    if (W->dtype == TS_DTYPE_F32 && blas_sgemm(0, 1, M, N, K, 1.0f, A, lda, W->data, K, bias ? 1.0f : 0.0f, C, ldc))
+        return;
     ts_operand a = {.kind = TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = A, .ld = lda};
     ts_operand w = {.kind = TS_OPND_ROWS, .dtype = W->dtype, .data = W->data, .ld = K};
     ts_gemm_run(M, N, K, &a, &w, 1.0f, C, ldc, bias != NULL);
@@ -299,6 +353,8 @@ void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const
 void ts_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
+    if (blas_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
     if (beta != 0.0f && beta != 1.0f)
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++)
