@@ -6,7 +6,8 @@
 #include "ops/gemm.h"
 #include "ops_check.h"
 
-static const char *kernel_names[] = {"scalar", "avx2", "avx512"};
+/* "auto" sends the f32-weight cases to OpenBLAS; the named kernels take every case. */
+static const char *kernel_names[] = {"scalar", "avx2", "avx512", "auto"};
 
 /* M, N, K: tiny, odd, K past one kc block, N past one nc block, M past one mc block. */
 static const int64_t shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {37, 51, 300}, {5, 3100, 9}, {151, 35, 517}, {13, 40, 64}};
@@ -40,7 +41,7 @@ static void check_linear(int64_t M, int64_t N, int64_t K, ts_dtype dtype, int wi
 static void test_linear_all_kernels(void)
 {
     unsigned long long seed = 1;
-    for (int kn = 0; kn < 3; kn++) {
+    for (int kn = 0; kn < 4; kn++) {
         if (ts_gemm_select(kernel_names[kn]) != 0)
             continue;
         for (int threads = 1; threads <= 2; threads++) {
@@ -84,8 +85,8 @@ static void check_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float a
             got[i * N + j] = C[i * ldc + j];
             want[i * N + j] = ref[i * ldc + j];
         }
-    CHECK_CLOSE(got, want, M * N, 1e-5, "sgemm ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g", ta, tb,
-                (long long)M, (long long)N, (long long)K, alpha, beta);
+    CHECK_CLOSE(got, want, M * N, 1e-5, "sgemm ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g kernel=%s", ta, tb,
+                (long long)M, (long long)N, (long long)K, alpha, beta, ts_gemm_kernel_name());
     free(A);
     free(B);
     free(C);
@@ -98,13 +99,19 @@ static void test_sgemm_transposes(void)
 {
     unsigned long long seed = 2;
     ts_threads_set(2);
-    for (int ta = 0; ta < 2; ta++)
-        for (int tb = 0; tb < 2; tb++) {
-            check_sgemm(ta, tb, 23, 45, 270, 1.0f, 0.0f, &seed);
-            check_sgemm(ta, tb, 150, 17, 33, 0.5f, 1.0f, &seed);
-            check_sgemm(ta, tb, 9, 70, 3, -2.0f, 0.25f, &seed);
-        }
-    check_sgemm(0, 0, 4, 5, 0, 1.0f, 0.0f, &seed); /* K = 0: C = 0 */
+    for (int kn = 0; kn < 4; kn++) {
+        if (ts_gemm_select(kernel_names[kn]) != 0)
+            continue;
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                check_sgemm(ta, tb, 23, 45, 270, 1.0f, 0.0f, &seed);
+                check_sgemm(ta, tb, 150, 17, 33, 0.5f, 1.0f, &seed);
+                check_sgemm(ta, tb, 9, 70, 3, -2.0f, 0.25f, &seed);
+                check_sgemm(ta, tb, 130, 120, 90, 1.0f, 0.0f, &seed); /* split over threads */
+                check_sgemm(ta, tb, 20, 900, 70, 1.5f, 1.0f, &seed); /* split over N */
+            }
+        check_sgemm(0, 0, 4, 5, 0, 1.0f, 0.0f, &seed); /* K = 0: C = 0 */
+    }
 }
 
 TEST_MAIN(TEST(test_linear_all_kernels), TEST(test_sgemm_transposes))

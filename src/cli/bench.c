@@ -26,27 +26,34 @@ typedef struct {
     int json;
 } bench_opts;
 
-static double now(void)
+typedef struct {
+    double wall, cpu; /* seconds; cpu = process CPU time / threads */
+} timing;
+
+static double clock_s(clockid_t id)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(id, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 typedef void (*bench_fn)(void *ctx);
 
-/* Best time of up to max_reps runs after one warm-up, stopping once budget seconds
- * have been spent. */
-static double best_time(bench_fn fn, void *ctx, int max_reps, double budget)
+/* Best wall and best cpu time of up to max_reps runs after one warm-up, stopping
+ * once `budget` wall seconds have been spent. */
+static timing best_time(bench_fn fn, void *ctx, int max_reps, double budget)
 {
     fn(ctx);
-    double best = 1e30, start = now();
+    timing best = {1e30, 1e30};
+    double start = clock_s(CLOCK_MONOTONIC);
+    int threads = ts_threads_get();
     for (int r = 0; r < max_reps; r++) {
-        double t0 = now();
+        double w0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         fn(ctx);
-        double t = now() - t0;
-        best = t < best ? t : best;
-        if (now() - start > budget)
+        double w = clock_s(CLOCK_MONOTONIC) - w0, c = (clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0) / threads;
+        best.wall = w < best.wall ? w : best.wall;
+        best.cpu = c < best.cpu ? c : best.cpu;
+        if (clock_s(CLOCK_MONOTONIC) - start > budget)
             break;
     }
     return best;
@@ -92,15 +99,34 @@ typedef struct {
     float *c;
 } gemm_ctx;
 
+static void free_gemm(gemm_ctx *g)
+{
+    free((void *)g->a);
+    free((void *)g->w.data);
+    free(g->c);
+}
+
 static void run_linear(void *ctx)
 {
     gemm_ctx *g = ctx;
     ts_linear(g->a, g->k, g->m, &g->w, NULL, g->c, g->n);
 }
 
+/* ts_linear as the library runs it by default: f32 x f32 through OpenBLAS, single-
+ * threaded on each of our threads (the bench otherwise forces our kernel). */
+static void run_linear_auto(void *ctx)
+{
+    const char *kernel = ts_gemm_kernel_name();
+    ts_gemm_select("auto");
+    run_linear(ctx);
+    ts_gemm_select(kernel);
+}
+
+/* OpenBLAS called directly, with its own threads. */
 static void run_blas(void *ctx)
 {
     gemm_ctx *g = ctx;
+    openblas_set_num_threads(ts_threads_get());
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->m, (int)g->n, (int)g->k, 1.0f, g->a, (int)g->k,
                 g->w.data, (int)g->k, 0.0f, g->c, (int)g->n);
 }
@@ -131,17 +157,20 @@ static void run_attention(void *ctx)
 
 typedef struct {
     char label[96];
-    double gflop, own, blas; /* seconds; blas < 0 when not measured */
+    double gflop;
+    timing own, blas; /* blas.wall < 0 when not measured */
 } result;
 
 typedef struct {
     const bench_opts *opt;
-    double peak;
+    double peak; /* cpu GFLOP/s */
     result rows[64];
     int n;
 } report;
 
-static void add_row(report *r, const char *label, double gflop, double own, double blas)
+static const timing not_measured = {-1.0, -1.0};
+
+static void add_row(report *r, const char *label, double gflop, timing own, timing blas)
 {
     result *row = &r->rows[r->n++];
     snprintf(row->label, sizeof row->label, "%s", label);
@@ -149,10 +178,10 @@ static void add_row(report *r, const char *label, double gflop, double own, doub
     row->own = own;
     row->blas = blas;
     if (!r->opt->json) {
-        printf("%-44s %8.2f ms %7.1f GFLOP/s  %4.0f%% of peak", label, own * 1e3, gflop / own,
-               100.0 * gflop / own / r->peak);
-        if (blas > 0)
-            printf("   OpenBLAS %7.1f GFLOP/s", gflop / blas);
+        printf("%-36s %9.2f %7.1f %7.1f %5.0f%%", label, own.wall * 1e3, gflop / own.wall, gflop / own.cpu,
+               100.0 * gflop / own.cpu / r->peak);
+        if (blas.wall > 0)
+            printf(" %8.1f %8.1f", gflop / blas.wall, gflop / blas.cpu);
         printf("\n");
         fflush(stdout);
     }
@@ -163,15 +192,13 @@ static void bench_gemm(report *r, int64_t m, int64_t k, int64_t n, ts_dtype dtyp
     gemm_ctx g = {m, n, k, random_floats((size_t)(m * k), seed), random_weight(dtype, n, k, seed),
                   random_floats((size_t)(m * n), seed)};
     double gflop = 2e-9 * (double)m * (double)n * (double)k;
-    double own = best_time(run_linear, &g, 20, 1.0);
-    double blas = with_blas ? best_time(run_blas, &g, 20, 1.0) : -1.0;
+    timing own = best_time(run_linear, &g, 20, 1.0);
+    timing blas = with_blas ? best_time(run_linear_auto, &g, 20, 1.0) : not_measured;
     char label[96];
     snprintf(label, sizeof label, "linear M=%lld K=%lld N=%lld %s", (long long)m, (long long)k, (long long)n,
              ts_dtype_name(dtype));
     add_row(r, label, gflop, own, blas);
-    free((void *)g.a);
-    free((void *)g.w.data);
-    free(g.c);
+    free_gemm(&g);
 }
 
 static void bench_conv(report *r, int64_t c, int64_t o, int64_t h, int64_t w, ts_dtype dtype, unsigned *seed)
@@ -184,11 +211,11 @@ static void bench_conv(report *r, int64_t c, int64_t o, int64_t h, int64_t w, ts
     cc.w.shape[1] = c, cc.w.shape[2] = 3, cc.w.shape[3] = 3;
     cc.p = ts_conv_same(1, 1);
     double gflop = 2e-9 * (double)o * (double)(c * 9) * (double)(h * w);
-    double own = best_time(run_conv, &cc, 10, 1.5);
+    timing own = best_time(run_conv, &cc, 10, 1.5);
     char label[96];
     snprintf(label, sizeof label, "conv3x3 %lld->%lld %lldx%lld %s", (long long)c, (long long)o, (long long)h,
              (long long)w, ts_dtype_name(dtype));
-    add_row(r, label, gflop, own, -1.0);
+    add_row(r, label, gflop, own, not_measured);
     free(cc.x.data);
     free(cc.y.data);
     free((void *)cc.w.data);
@@ -204,30 +231,46 @@ static void bench_attention(report *r, int64_t heads, int64_t t, int64_t dh, uns
     a.out = random_floats((size_t)(t * hd), seed);
     a.p = (ts_attn_params){1, heads, t, t, dh, hd, hd, hd, hd, 1.0f / sqrtf((float)dh), 0, {NULL, 0, 0}};
     double gflop = 4e-9 * (double)heads * (double)t * (double)t * (double)dh;
-    double own = best_time(run_attention, &a, 5, 1.5);
+    timing own = best_time(run_attention, &a, 5, 1.5);
     char label[96];
     snprintf(label, sizeof label, "attention T=%lld heads=%lld dh=%lld", (long long)t, (long long)heads,
              (long long)dh);
-    add_row(r, label, gflop, own, -1.0);
+    add_row(r, label, gflop, own, not_measured);
     free((void *)a.q);
     free((void *)a.k);
     free((void *)a.v);
     free(a.out);
 }
 
-/* Peak: the faster of OpenBLAS and ts_sgemm on a 4096^3 f32 product. */
-static void measure_peak(report *r, unsigned *seed, double *own_out, double *blas_out)
+static gemm_ctx square_gemm(int64_t s, unsigned *seed)
 {
-    int64_t s = 4096;
-    gemm_ctx g = {s, s, s, random_floats((size_t)(s * s), seed), random_weight(TS_DTYPE_F32, s, s, seed),
-                  random_floats((size_t)(s * s), seed)};
-    double gflop = 2e-9 * (double)s * (double)s * (double)s;
-    *own_out = gflop / best_time(run_linear, &g, 2, 3.0);
-    *blas_out = gflop / best_time(run_blas, &g, 2, 3.0);
-    r->peak = *own_out > *blas_out ? *own_out : *blas_out;
-    free((void *)g.a);
-    free((void *)g.w.data);
-    free(g.c);
+    return (gemm_ctx){s, s, s, random_floats((size_t)(s * s), seed), random_weight(TS_DTYPE_F32, s, s, seed),
+                      random_floats((size_t)(s * s), seed)};
+}
+
+/* Peak: the faster (cpu clock) of OpenBLAS and ts_linear on a 4096^3 f32 product. */
+static void measure_peak(report *r, unsigned *seed, timing *own, timing *blas)
+{
+    gemm_ctx g = square_gemm(4096, seed);
+    double gflop = 2e-9 * 4096.0 * 4096.0 * 4096.0;
+    *own = best_time(run_linear, &g, 2, 3.0);
+    *blas = best_time(run_blas, &g, 2, 3.0);
+    double o = gflop / own->cpu, b = gflop / blas->cpu;
+    r->peak = o > b ? o : b;
+    own->wall = gflop / own->wall, own->cpu = o; /* returned as GFLOP/s */
+    blas->wall = gflop / blas->wall, blas->cpu = b;
+    free_gemm(&g);
+}
+
+/* Thread scaling of ts_linear on 2048^3: 1 thread, then the configured count. */
+static void measure_scaling(const bench_opts *opt, unsigned *seed, timing *one, timing *many)
+{
+    gemm_ctx g = square_gemm(2048, seed);
+    ts_threads_set(1);
+    *one = best_time(run_linear, &g, 5, 2.0);
+    ts_threads_set(opt->threads);
+    *many = best_time(run_linear, &g, 5, 2.0);
+    free_gemm(&g);
 }
 
 static int bench_ops_run(const bench_opts *opt)
@@ -235,15 +278,23 @@ static int bench_ops_run(const bench_opts *opt)
     report r = {.opt = opt};
     unsigned seed = 12345;
     const char *coretype = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
-    double own_peak, blas_peak;
+    double load[1] = {-1.0};
+    getloadavg(load, 1);
+    timing own_peak, blas_peak, one, many;
     measure_peak(&r, &seed, &own_peak, &blas_peak);
+    measure_scaling(opt, &seed, &one, &many);
     if (!opt->json) {
         printf("tessera bench ops: %d thread(s), GEMM kernel %s, OpenBLAS core %s (OPENBLAS_CORETYPE=%s, "
-               "OPENBLAS_L2_SIZE=%s)\n",
+               "OPENBLAS_L2_SIZE=%s), load average %.2f\n",
                opt->threads, ts_gemm_kernel_name(), openblas_get_corename(), coretype ? coretype : "unset",
-               l2 ? l2 : "unset");
-        printf("peak = best of sgemm 4096^3: own %.1f GFLOP/s, OpenBLAS %.1f GFLOP/s -> %.1f GFLOP/s\n\n", own_peak,
-               blas_peak, r.peak);
+               l2 ? l2 : "unset", load[0]);
+        printf("peak = best cpu GFLOP/s of sgemm 4096^3: own %.1f (wall %.1f), OpenBLAS %.1f (wall %.1f) -> %.1f\n",
+               own_peak.cpu, own_peak.wall, blas_peak.cpu, blas_peak.wall, r.peak);
+        printf("threads: ts_linear 2048^3 with 1 thread %.1f ms wall, with %d: %.1f ms wall (x%.2f), cpu x%.2f\n\n",
+               one.wall * 1e3, opt->threads, many.wall * 1e3, one.wall / many.wall, one.cpu / many.cpu);
+        printf("columns: our kernel's wall ms, wall GFLOP/s, cpu GFLOP/s, cpu %% of peak; then OpenBLAS as ts_linear\n"
+               "calls it by default (f32 weights only: single-threaded per pool thread), wall and cpu GFLOP/s\n\n");
+        printf("%-36s %9s %7s %7s %6s %8s %8s\n", "case", "ms", "GFLOP/s", "cpu", "%peak", "OpenBLAS", "cpu");
     }
     static const int64_t gemms[][3] = {{4096, 320, 320}, {4096, 320, 1280}, {4096, 1280, 320}, {1024, 640, 640},
                                        {154, 768, 768},  {154, 768, 3072}};
@@ -261,17 +312,24 @@ static int bench_ops_run(const bench_opts *opt)
 
     if (opt->json) {
         printf("{\"suite\": \"ops\", \"threads\": %d, \"kernel\": \"%s\", \"openblas_core\": \"%s\", "
-               "\"openblas_coretype\": \"%s\", \"openblas_l2_size\": \"%s\",\n",
+               "\"openblas_coretype\": \"%s\", \"openblas_l2_size\": \"%s\", \"load_average\": %.2f,\n",
                opt->threads, ts_gemm_kernel_name(), openblas_get_corename(), coretype ? coretype : "",
-               l2 ? l2 : "");
-        printf(" \"peak_gflops\": %.2f, \"peak_own_gflops\": %.2f, \"peak_openblas_gflops\": %.2f,\n \"cases\": [\n",
-               r.peak, own_peak, blas_peak);
+               l2 ? l2 : "", load[0]);
+        printf(" \"peak_gflops\": %.2f, \"peak_own\": {\"cpu_gflops\": %.2f, \"wall_gflops\": %.2f}, "
+               "\"peak_openblas\": {\"cpu_gflops\": %.2f, \"wall_gflops\": %.2f},\n",
+               r.peak, own_peak.cpu, own_peak.wall, blas_peak.cpu, blas_peak.wall);
+        printf(" \"scaling_2048\": {\"wall_ms_1\": %.2f, \"wall_ms_n\": %.2f, \"cpu_ms_1\": %.2f, \"cpu_ms_n\": %.2f},\n",
+               one.wall * 1e3, many.wall * 1e3, one.cpu * 1e3, many.cpu * 1e3);
+        printf(" \"cases\": [\n");
         for (int i = 0; i < r.n; i++) {
             const result *x = &r.rows[i];
-            printf("  {\"name\": \"%s\", \"gflop\": %.4f, \"ms\": %.3f, \"gflops\": %.2f, \"of_peak\": %.3f",
-                   x->label, x->gflop, x->own * 1e3, x->gflop / x->own, x->gflop / x->own / r.peak);
-            if (x->blas > 0)
-                printf(", \"openblas_gflops\": %.2f", x->gflop / x->blas);
+            printf("  {\"name\": \"%s\", \"gflop\": %.4f, \"ms\": %.3f, \"gflops\": %.2f, \"cpu_gflops\": %.2f, "
+                   "\"of_peak\": %.3f",
+                   x->label, x->gflop, x->own.wall * 1e3, x->gflop / x->own.wall, x->gflop / x->own.cpu,
+                   x->gflop / x->own.cpu / r.peak);
+            if (x->blas.wall > 0)
+                printf(", \"openblas_gflops\": %.2f, \"openblas_cpu_gflops\": %.2f", x->gflop / x->blas.wall,
+                       x->gflop / x->blas.cpu);
             printf("}%s\n", i + 1 < r.n ? "," : "");
         }
         printf(" ]}\n");
@@ -311,7 +369,7 @@ static int bench_ops(int argc, char **argv)
     }
     ts_threads_set(opt.threads);
     opt.threads = ts_threads_get();
-    openblas_set_num_threads(opt.threads);
+    ts_gemm_select(ts_gemm_kernel_name()); /* "own" figures are our kernel's, f32 included */
     return bench_ops_run(&opt);
 }
 

@@ -11,6 +11,8 @@
  */
 #include "ops/gemm.h"
 
+#include <cblas.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,9 +58,13 @@ static void pack_rows(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0
 static void pack_cols(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width, float *dst)
 {
     const float *base = (const float *)op->data + k0 * op->ld + r0;
-    for (int64_t k = 0; k < kc; k++, dst += width) {
-        memcpy(dst, base + k * op->ld, (size_t)rows * sizeof(float));
-        memset(dst + rows, 0, (size_t)(width - rows) * sizeof(float));
+    for (int64_t k = 0; k < kc; k++, dst += width) { /* loops, not memcpy: rows is 6 to 32 */
+        const float *src = base + k * op->ld;
+        int64_t i = 0;
+        for (; i < rows; i++)
+            dst[i] = src[i];
+        for (; i < width; i++)
+            dst[i] = 0.0f;
     }
 }
 
@@ -96,34 +102,46 @@ static void im2col_run(const ts_im2col_geom *g, const float *x, int64_t c, int64
     }
 }
 
+/* Many panels at once: per im2col row, the pixels of up to IM2COL_LINE panels are
+ * unfolded into a line (long contiguous runs) and then dealt out to the panels. */
+#define IM2COL_LINE 2048
+
 static void pack_im2col(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width,
                         float *dst)
 {
     const ts_im2col_geom *g = op->conv;
-    int64_t taps = g->kh * g->kw;
-    for (int64_t k = 0; k < kc; k++, dst += width) {
-        int64_t kk = k0 + k, c = kk / taps, t = kk % taps;
-        im2col_run(g, op->data, c, t / g->kw, t % g->kw, r0, rows, dst);
-        memset(dst + rows, 0, (size_t)(width - rows) * sizeof(float));
+    int64_t taps = g->kh * g->kw, step = IM2COL_LINE / width * width;
+    float line[IM2COL_LINE];
+    for (int64_t q = 0; q < rows; q += step, dst += step * kc) {
+        int64_t n = min64(step, rows - q), panels = (n + width - 1) / width;
+        for (int64_t i = n; i < panels * width; i++)
+            line[i] = 0.0f;
+        for (int64_t k = 0; k < kc; k++) {
+            int64_t kk = k0 + k, c = kk / taps, t = kk % taps;
+            im2col_run(g, op->data, c, t / g->kw, t % g->kw, r0 + q, n, line);
+            for (int64_t p = 0; p < panels; p++) {
+                float *d = dst + p * width * kc + k * width;
+                const float *l = line + p * width;
+                for (int i = 0; i < width; i++)
+                    d[i] = l[i];
+            }
+        }
     }
 }
 
 void ts_pack_panels(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width, float *dst)
 {
+    if (op->kind == TS_OPND_IM2COL) {
+        pack_im2col(op, r0, rows, k0, kc, width, dst);
+        return;
+    }
     ts_pack_fn fast = ts_gemm_kernel_get()->pack_rows;
     for (int64_t p = 0; p < rows; p += width, dst += width * kc) {
         int64_t n = min64(width, rows - p);
-        switch (op->kind) {
-        case TS_OPND_ROWS:
+        if (op->kind == TS_OPND_ROWS)
             (fast && width <= 32 ? fast : pack_rows)(op, r0 + p, n, k0, kc, width, dst);
-            break;
-        case TS_OPND_COLS:
+        else
             pack_cols(op, r0 + p, n, k0, kc, width, dst);
-            break;
-        case TS_OPND_IM2COL:
-            pack_im2col(op, r0 + p, n, k0, kc, width, dst);
-            break;
-        }
     }
 }
 
@@ -264,6 +282,56 @@ void ts_gemm_run(int64_t M, int64_t N, int64_t K, const ts_operand *A, const ts_
     }
 }
 
+/* f32 x f32 products go to OpenBLAS (faster than our kernel on them, see bench/),
+ * called single-threaded on each of our threads' share: only our pool ever runs,
+ * because OpenBLAS's own workers spin after a call and would take the cores from
+ * whatever kernel comes next.  The split is over the larger of M and N. */
+typedef struct {
+    int trans_a, trans_b;
+    int64_t M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int64_t lda, ldb, ldc, parts;
+} blas_job;
+
+static void blas_parts(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    const blas_job *j = ctx;
+    int split_m = j->M >= j->N;
+    int64_t len = split_m ? j->M : j->N, lo = len * begin / j->parts, hi = len * end / j->parts;
+    if (hi <= lo)
+        return;
+    const float *A = j->A, *B = j->B;
+    float *C = j->C;
+    if (split_m) {
+        A += j->trans_a ? lo : lo * j->lda;
+        C += lo * j->ldc;
+    } else {
+        B += j->trans_b ? lo * j->ldb : lo;
+        C += lo;
+    }
+    cblas_sgemm(CblasRowMajor, j->trans_a ? CblasTrans : CblasNoTrans, j->trans_b ? CblasTrans : CblasNoTrans,
+                (int)(split_m ? hi - lo : j->M), (int)(split_m ? j->N : hi - lo), (int)j->K, j->alpha, A,
+                (int)j->lda, B, (int)j->ldb, j->beta, C, (int)j->ldc);
+}
+
+/* True when the product went to OpenBLAS. */
+static int blas_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    int64_t limit = INT_MAX;
+    if (!ts_gemm_use_openblas() || M > limit || N > limit || K > limit || lda > limit || ldb > limit ||
+        ldc > limit || M <= 0 || N <= 0)
+        return 0;
+    openblas_set_num_threads(1);
+    int64_t parts = (double)M * (double)N * (double)K < 1e6 ? 1 : ts_threads_get();
+    blas_job j = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, parts};
+    ts_parallel_for(parts, 1, blas_parts, &j);
+    return 1;
+}
+
 void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const ts_weight *bias, float *C,
                int64_t ldc)
 {
@@ -275,6 +343,8 @@ void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const
             memcpy(C + i * ldc, b, (size_t)N * sizeof(float));
         free(b);
     }
+    if (W->dtype == TS_DTYPE_F32 && blas_sgemm(0, 1, M, N, K, 1.0f, A, lda, W->data, K, bias ? 1.0f : 0.0f, C, ldc))
+        return;
     ts_operand a = {.kind = TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = A, .ld = lda};
     ts_operand w = {.kind = TS_OPND_ROWS, .dtype = W->dtype, .data = W->data, .ld = K};
     ts_gemm_run(M, N, K, &a, &w, 1.0f, C, ldc, bias != NULL);
@@ -283,6 +353,8 @@ void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const
 void ts_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
+    if (blas_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
     if (beta != 0.0f && beta != 1.0f)
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++)

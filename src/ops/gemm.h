@@ -24,10 +24,13 @@ void ts_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 /* The micro-kernel in use: "avx512" (6x32), "avx2" (6x16, FMA) or "scalar" (4x8).  The
- * best one the CPU supports is picked at the first call. */
+ * best one the CPU supports is picked at the first call.  By default ("auto") the
+ * products of two f32 operands (ts_sgemm, ts_linear with an f32 weight) go to
+ * OpenBLAS, which is faster on them; everything else uses the kernel. */
 const char *ts_gemm_kernel_name(void);
-/* Forces a kernel by name (tests and benchmarks compare them); NULL or "auto" restores
- * the default.  Returns TS_ERR_UNSUPPORTED when this CPU cannot run it. */
+/* Forces a kernel by name for every product, OpenBLAS's included (tests and
+ * benchmarks compare them); NULL or "auto" restores the default.  Returns
+ * TS_ERR_UNSUPPORTED when this CPU cannot run it. */
 int ts_gemm_select(const char *name);
 
 #endif

@@ -59,6 +59,8 @@ typedef struct {
 
 /* The kernel in use (the best the CPU supports unless ts_gemm_select chose another). */
 const ts_gemm_kernel *ts_gemm_kernel_get(void);
+/* True unless ts_gemm_select forced one of our kernels for every product. */
+int ts_gemm_use_openblas(void);
 
 /* Floats needed to pack `rows` rows of kc steps into panels `width` wide. */
 static inline size_t ts_pack_floats(int64_t rows, int64_t kc, int width)

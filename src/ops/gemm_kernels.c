@@ -221,6 +221,9 @@ static int cpu_runs(const ts_gemm_kernel *k)
 }
 
 static const ts_gemm_kernel *selected;
+static int forced; /* a kernel was named: use it for f32 x f32 products too */
+
+int ts_gemm_use_openblas(void) { return !forced; }
 
 static const ts_gemm_kernel *best_kernel(void)
 {
@@ -243,6 +246,7 @@ int ts_gemm_select(const char *name)
 {
     if (!name || strcmp(name, "auto") == 0) {
         selected = best_kernel();
+        forced = 0;
         return TS_OK;
     }
     for (int i = 0; i < KERNEL_COUNT; i++)
@@ -250,6 +254,7 @@ int ts_gemm_select(const char *name)
             if (!cpu_runs(&kernels[i]))
                 return ts_fail(TS_ERR_UNSUPPORTED, "GEMM kernel '%s' needs instructions this CPU lacks", name);
             selected = &kernels[i];
+            forced = 1;
             return TS_OK;
         }
     return ts_fail(TS_ERR_ARG, "unknown GEMM kernel '%s' (avx512, avx2, scalar or auto)", name);
