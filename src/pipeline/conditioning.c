@@ -309,25 +309,25 @@ int ts_encode_prompt_tokens(const ts_text_encoders *enc, const char *prompt, int
         return ts_fail(TS_ERR_ARG, "no prompt");
     if (clip_skip < 0)
         return ts_fail(TS_ERR_ARG, "CLIP skip %d: must be 0 (the model's default) or more", clip_skip);
-    const int skip = ts_text_encoders_clip_skip(enc, clip_skip);
-    int rc = encode_chunks(enc, prompt, skip, out, tokens);
-    if (!rc) {
-        out->empty = alloc_tensor(3, (int64_t[]){1, CHUNK, ts_text_encoders_context_dim(enc)});
-        /* The cache is the encoder's only mutable state: the encoder is otherwise read-only. */
-        rc = out->empty.data ? empty_chunk((ts_text_encoders *)enc, skip, out->empty.data)
-                             : ts_fail(TS_ERR_NOMEM, "out of memory");
-    }
-    if (rc) {
+    int rc = encode_chunks(enc, prompt, ts_text_encoders_clip_skip(enc, clip_skip), out, tokens);
+    if (rc)
         ts_conditioning_free(out);
-        if (tokens)
-            ts_prompt_tokens_free(tokens);
-    }
     return rc;
 }
 
 int ts_encode_prompt(const ts_text_encoders *enc, const char *prompt, int clip_skip, ts_conditioning *out)
 {
-    return ts_encode_prompt_tokens(enc, prompt, clip_skip, out, NULL);
+    int rc = ts_encode_prompt_tokens(enc, prompt, clip_skip, out, NULL);
+    if (rc)
+        return rc;
+    out->empty = alloc_tensor(3, (int64_t[]){1, CHUNK, ts_text_encoders_context_dim(enc)});
+    /* The cache is the encoder's only mutable state: the encoder is otherwise read-only. */
+    rc = out->empty.data ? empty_chunk((ts_text_encoders *)enc, ts_text_encoders_clip_skip(enc, clip_skip),
+                                       out->empty.data)
+                         : ts_fail(TS_ERR_NOMEM, "out of memory");
+    if (rc)
+        ts_conditioning_free(out);
+    return rc;
 }
 
 int ts_conditioning_match_length(ts_conditioning *a, ts_conditioning *b)

@@ -76,8 +76,9 @@ typedef struct {
  * are malloc'd; free with ts_conditioning_free. */
 int ts_encode_prompt(const ts_text_encoders *enc, const char *prompt, int clip_skip, ts_conditioning *out);
 
-/* Same, and also returns the chunks' ids and weights of the first tower (tokens may be NULL;
- * free with ts_prompt_tokens_free). */
+/* For inspection (tessera encode): the same context and pooled output, plus the chunks' ids and
+ * weights of the first tower (tokens may be NULL; free with ts_prompt_tokens_free), but without
+ * the empty-chunk encoding (out->empty stays NULL), which would double the work for one chunk. */
 int ts_encode_prompt_tokens(const ts_text_encoders *enc, const char *prompt, int clip_skip, ts_conditioning *out,
                             ts_prompt_tokens *tokens);
 

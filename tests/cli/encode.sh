@@ -2,8 +2,9 @@
 # tessera encode: token ids and embedding statistics checked against the golden cases' stored
 # ids and encoder outputs (statistics recomputed here in Python from io.safetensors): SD1 from
 # the pipeline_sd15 checkpoint (plain, weighted, long, BREAK, clip skip 2 on clip_text_l) and
-# SDXL from the clip_text_g bigG file with --clip-l; then the one-line errors (exit 1) for files
-# without a usable text encoder or a bad prompt, and bad usage (exit 2).
+# SDXL from the clip_text_g bigG file with --clip-l; output shapes of full-size SD1 and SDXL
+# layouts (sparse files); then the one-line errors (exit 1) for files without a usable text
+# encoder or a bad prompt, and bad usage (exit 2).
 set -euo pipefail
 tessera=${1:?usage: encode.sh /path/to/tessera}
 shared=${TESSERA_SHARED:?}
@@ -113,6 +114,43 @@ same_stats(x["context"], stats(both), 2e-5, "sdxl context")
 same_stats(x["pooled"], stats(row(cg["out.pooled"], 0)), 2e-5, "sdxl pooled")
 sys.exit(1 if bad else 0)
 PY
+
+# Full-size layouts (sparse files from the published keysets: real header, data left as a hole, so
+# the weights read as zeros): the default heads (width / 64), prefixes and output widths.
+if [ -d "$shared/data/keysets" ]; then
+  python3 - "$tmp" "$shared/data/keysets" sd15 sdxl_base clip_l clip_g <<'PY'
+import json, struct, sys
+size = {"F64": 8, "F32": 4, "I64": 8, "I32": 4, "F16": 2, "BF16": 2, "U8": 1}
+for name in sys.argv[3:]:
+    tensors = json.load(open(f"{sys.argv[2]}/{name}.json"))["tensors"]
+    header, at = {}, 0
+    for key in sorted(tensors):
+        t = tensors[key]
+        n = 1
+        for d in t["shape"]:
+            n *= d
+        header[key] = {"dtype": t["dtype"], "shape": t["shape"], "data_offsets": [at, at + n * size[t["dtype"]]]}
+        at += n * size[t["dtype"]]
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(f"{sys.argv[1]}/{name}.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        f.truncate(8 + len(raw) + at)
+PY
+  full() { # FILE FAMILY CONTEXT_SHAPE POOLED_LINE ARGS...
+    local f=$1 family=$2 shape=$3 pooled=$4 out
+    shift 4
+    out=$("$tessera" encode -m "$tmp/$f.safetensors" -p "a cat" "$@") || { bad "$f: exit $?"; return; }
+    grep -qF "family      $family, clip skip" <<<"$out" || bad "$f: not $family"
+    grep -qF "context     $shape" <<<"$out" || bad "$f: context shape, want $shape"
+    if [ -n "$pooled" ]; then grep -qF "pooled      $pooled" <<<"$out" || bad "$f: no pooled $pooled"
+    elif grep -q "^pooled" <<<"$out"; then bad "$f: unexpected pooled line"; fi
+  }
+  full sd15 sd1 "[1, 77, 768]" ""
+  full sdxl_base sdxl "[1, 77, 2048]" "[1, 1280]"
+  full clip_g sdxl "[1, 77, 2048]" "[1, 1280]" --clip-l "$tmp/clip_l.safetensors"
+  rm -f "$tmp"/*.safetensors
+fi
 
 # Text output: the ids line, the pieces and the weights that are not 1.
 out=$("$tessera" encode -m "$sd15" -p "a photograph of an (astronaut:1.5) riding a horse" --heads 2)
