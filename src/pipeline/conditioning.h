@@ -73,7 +73,8 @@ typedef struct {
  * along tokens; per-token weights multiplied into the encoder output, then the original mean restored
  * (A1111: mean before, z * weights, z * (mean_before / mean_after)); clip_skip 0 = the family default
  * (SD1 1, SD2 2, SDXL 2 as each reference does: see clip_text.h), otherwise the A1111 meaning. Tensors
- * are malloc'd; free with ts_conditioning_free. */
+ * are malloc'd; free with ts_conditioning_free.  Also fills `empty` (encoded once per encoder and
+ * clip skip, then copied from a cache guarded by a lock: the encoder's only mutable state). */
 int ts_encode_prompt(const ts_text_encoders *enc, const char *prompt, int clip_skip, ts_conditioning *out);
 
 /* For inspection (tessera encode): the same context and pooled output, plus the chunks' ids and
