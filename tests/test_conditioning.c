@@ -385,6 +385,16 @@ static void test_sd1_clip_skip(void)
         ts_conditioning_free(&c1);
         ts_conditioning_free(&c2);
     }
+    /* The cached empty chunk follows the clip skip of each request. */
+    for (int round = 0; round < 2; round++)
+        for (int skip = 1; skip <= 2; skip++) {
+            ts_conditioning x, e;
+            CHECK(ts_encode_prompt(enc, "x", skip, &x) == 0);
+            CHECK(ts_encode_prompt_tokens(enc, "", skip, &e, NULL) == 0 && e.empty.data == NULL);
+            CHECK_MSG(max_abs_diff(x.empty.data, e.context.data, T77 * 64) == 0.0, "skip %d round %d", skip, round);
+            ts_conditioning_free(&x);
+            ts_conditioning_free(&e);
+        }
     ts_conditioning c;
     CHECK(ts_encode_prompt(enc, "x", 4, &c) == TS_ERR_ARG && c.context.data == NULL); /* 3 layers */
     CHECK(ts_encode_prompt(enc, "x", -1, &c) == TS_ERR_ARG);
