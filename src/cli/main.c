@@ -13,6 +13,7 @@ static const struct {
     {"golden", cmd_golden, "check the engine against golden reference cases"},
     {"info", cmd_info, "show a checkpoint's tensors, dtypes, model family and metadata"},
     {"bench", cmd_bench, "measure kernel and model speed and memory on this machine"},
+    {"encode", cmd_encode, "show a prompt's tokens, weights and text-encoder output statistics"},
     {"upscale", cmd_upscale, "super-resolve a photo x2..x8 (RDN/RRDN models from UpscalerJS)"},
 };
 
