@@ -259,6 +259,10 @@ static void test_weight_restores_mean(void)
     fixture_free(&f);
 }
 
+/* A chunk encoded in a batch and alone may differ in the last bits: the f32 GEMM
+ * (OpenBLAS) blocks the sums differently for different row counts. */
+#define BATCH_ORDER_TOL 1e-5
+
 /* Each chunk of the conditioning equals the encoder run directly on that chunk's ids. */
 static void check_chunks_direct(const ts_safetensors *st, const char *prefix, int heads, const ts_conditioning *c,
                                 const ts_prompt_tokens *tok)
@@ -272,7 +276,7 @@ static void check_chunks_direct(const ts_safetensors *st, const char *prefix, in
         ts_clip_text_opts o = {1, 1};
         CHECK(ts_clip_text_forward(&m, tok->ids + k * T77, 1, T77, &o, arena, &h, NULL) == 0);
         const float *got = c->context.data + (int64_t)k * T77 * m.width;
-        CHECK_MSG(max_abs_diff(got, h.data, T77 * m.width) == 0.0, "chunk %d differs from a direct run", k);
+        CHECK_MSG(max_abs_diff(got, h.data, T77 * m.width) <= BATCH_ORDER_TOL, "chunk %d differs from a direct run", k);
         ts_arena_reset(arena, 0);
     }
     ts_arena_destroy(arena);
@@ -305,8 +309,8 @@ static void test_long_prompt_chunks(void)
     CHECK(ts_encode_prompt(f.enc, "a red cat", 0, &a) == 0);
     CHECK(ts_encode_prompt(f.enc, "on a (blue:1.2) house", 0, &b) == 0);
     if (tok.n_chunks == 2) {
-        CHECK(max_abs_diff(br.context.data, a.context.data, T77 * 32) == 0.0);
-        CHECK(max_abs_diff(br.context.data + T77 * 32, b.context.data, T77 * 32) == 0.0);
+        CHECK(max_abs_diff(br.context.data, a.context.data, T77 * 32) <= BATCH_ORDER_TOL);
+        CHECK(max_abs_diff(br.context.data + T77 * 32, b.context.data, T77 * 32) <= BATCH_ORDER_TOL);
     }
     ts_prompt_tokens_free(&tok);
     ts_conditioning_free(&br);
