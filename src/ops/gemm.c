@@ -336,12 +336,10 @@ void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const
                int64_t ldc)
 {
     int64_t N = W->shape[0], K = ts_weight_row_len(W);
-    if (bias) {
-        float *b = malloc((size_t)N * sizeof(float));
-        ts_weight_to_f32(bias, b);
-        for (int64_t i = 0; i < M; i++)
-            memcpy(C + i * ldc, b, (size_t)N * sizeof(float));
-        free(b);
+    if (bias && M > 0) { /* widened into C's first row, then copied down */
+        ts_weight_to_f32(bias, C);
+        for (int64_t i = 1; i < M; i++)
+            memcpy(C + i * ldc, C, (size_t)N * sizeof(float));
     }
     if (W->dtype == TS_DTYPE_F32 && blas_sgemm(0, 1, M, N, K, 1.0f, A, lda, W->data, K, bias ? 1.0f : 0.0f, C, ldc))
         return;

@@ -9,6 +9,7 @@
 #include "ops/norm.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/threads.h"
@@ -19,8 +20,11 @@ static float *widen(const ts_weight *w)
     if (!w)
         return NULL;
     float *f = malloc((size_t)ts_weight_numel(w) * sizeof(float));
-    if (f)
-        ts_weight_to_f32(w, f);
+    if (!f) {
+        fprintf(stderr, "tessera: out of memory widening a norm weight\n");
+        abort();
+    }
+    ts_weight_to_f32(w, f);
     return f;
 }
 
