@@ -10,7 +10,8 @@
 static const char *kernel_names[] = {"scalar", "avx2", "avx512", "auto"};
 
 /* M, N, K: tiny, odd, K past one kc block, N past one nc block, M past one mc block. */
-static const int64_t shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {37, 51, 300}, {5, 3100, 9}, {151, 35, 517}, {13, 40, 64}};
+static const int64_t shapes[][3] = {{1, 1, 1},      {7, 13, 5},    {37, 51, 300}, {5, 3100, 9},
+                                    {151, 35, 517}, {13, 40, 64}, {7, 2000, 400}}; /* the last: small-M path */
 
 static void check_linear(int64_t M, int64_t N, int64_t K, ts_dtype dtype, int with_bias, unsigned long long *seed)
 {

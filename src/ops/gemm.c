@@ -54,16 +54,33 @@ static void pack_rows(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0
     }
 }
 
+/* One step of a panel.  Constant-size copies for the kernels' widths compile to a
+ * couple of vector moves; a plain loop would be turned into a memmove call, whose
+ * overhead dominates a 64-byte copy. */
+static inline void copy_step(float *d, const float *s, int64_t n)
+{
+    switch (n) {
+    case 8:
+        memcpy(d, s, 8 * sizeof(float));
+        return;
+    case 16:
+        memcpy(d, s, 16 * sizeof(float));
+        return;
+    case 32:
+        memcpy(d, s, 32 * sizeof(float));
+        return;
+    default:
+        memcpy(d, s, (size_t)n * sizeof(float));
+    }
+}
+
 /* Rows of an R-contiguous operand: one contiguous copy per step. */
 static void pack_cols(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width, float *dst)
 {
     const float *base = (const float *)op->data + k0 * op->ld + r0;
-    for (int64_t k = 0; k < kc; k++, dst += width) { /* loops, not memcpy: rows is 6 to 32 */
-        const float *src = base + k * op->ld;
-        int64_t i = 0;
-        for (; i < rows; i++)
-            dst[i] = src[i];
-        for (; i < width; i++)
+    for (int64_t k = 0; k < kc; k++, dst += width) {
+        copy_step(dst, base + k * op->ld, rows);
+        for (int64_t i = rows; i < width; i++)
             dst[i] = 0.0f;
     }
 }
@@ -120,10 +137,7 @@ static void pack_im2col(const ts_operand *op, int64_t r0, int64_t rows, int64_t 
             int64_t kk = k0 + k, c = kk / taps, t = kk % taps;
             im2col_run(g, op->data, c, t / g->kw, t % g->kw, r0 + q, n, line);
             for (int64_t p = 0; p < panels; p++) {
-                float *d = dst + p * width * kc + k * width;
-                const float *l = line + p * width;
-                for (int i = 0; i < width; i++)
-                    d[i] = l[i];
+                copy_step(dst + p * width * kc + k * width, line + p * width, width);
             }
         }
     }
@@ -176,7 +190,7 @@ typedef struct {
     size_t n;
 } scratch;
 
-static _Thread_local scratch a_scratch, b_scratch;
+static _Thread_local scratch a_scratch, b_scratch, whole_a_scratch;
 
 static float *scratch_get(scratch *s, size_t n)
 {
@@ -239,6 +253,39 @@ static void run_tiles(void *ctx, int64_t begin, int64_t end, int worker)
     }
 }
 
+/* One A block covers all of M (conv with few output channels, small heads): A is
+ * packed once for every k block, and threads take column chunks sized so their kc x
+ * chunk of B stays in L2, running the whole k loop on each.  The general path would
+ * write each kc x nc block of B out to L3 only to read it back. */
+#define SMALL_M_B_BYTES (256 * 1024)
+
+typedef struct {
+    const ts_gemm_kernel *kern;
+    const ts_operand *B;
+    int64_t M, N, K, kc_max, chunk;
+    size_t a_block; /* floats per packed k block of A */
+    const float *ap;
+    float alpha, *C;
+    int64_t ldc;
+    int accumulate;
+} small_m_job;
+
+static void run_small_m(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    const small_m_job *j = ctx;
+    float *bp = scratch_get(&b_scratch, ts_pack_floats(j->chunk, j->kc_max, j->kern->nr));
+    for (int64_t c = begin; c < end; c++) {
+        int64_t n0 = c * j->chunk, n = min64(j->chunk, j->N - n0);
+        for (int64_t pc = 0, b = 0; pc < j->K; pc += j->kc_max, b++) {
+            int64_t kc = min64(j->kc_max, j->K - pc);
+            ts_pack_panels(j->B, n0, n, pc, kc, j->kern->nr, bp);
+            ts_gemm_macro(j->kern, j->M, n, kc, j->ap + (size_t)b * j->a_block, bp, j->C + n0, j->ldc, j->alpha,
+                          j->accumulate || pc > 0);
+        }
+    }
+}
+
 void ts_gemm_run(int64_t M, int64_t N, int64_t K, const ts_operand *A, const ts_operand *B, float alpha, float *C,
                  int64_t ldc, int accumulate)
 {
@@ -255,6 +302,19 @@ void ts_gemm_run(int64_t M, int64_t N, int64_t K, const ts_operand *A, const ts_
     /* Equal k blocks (K = 320 as 320, not 256 + 64: a short block pays C's load and store for little work). */
     int64_t kblocks = (K + kern->kc - 1) / kern->kc;
     int64_t kc_max = (K + kblocks - 1) / kblocks, nc_max = min64(kern->nc, N);
+
+    int64_t chunk = SMALL_M_B_BYTES / (kc_max * (int64_t)sizeof(float)) / kern->nr * kern->nr;
+    if (M <= kern->mc && chunk >= 4 * kern->nr && N >= 2 * chunk) {
+        small_m_job s = {kern, B, M, N, K, kc_max, chunk, ts_pack_floats(M, kc_max, kern->mr), NULL, alpha, C, ldc,
+                         accumulate};
+        float *ap = scratch_get(&whole_a_scratch, s.a_block * (size_t)kblocks);
+        for (int64_t pc = 0, b = 0; pc < K; pc += kc_max, b++)
+            ts_pack_panels(A, 0, M, pc, min64(kc_max, K - pc), kern->mr, ap + (size_t)b * s.a_block);
+        s.ap = ap;
+        ts_parallel_for((N + chunk - 1) / chunk, 1, run_small_m, &s);
+        return;
+    }
+
     gemm_job j = {.kern = kern, .A = A, .B = B, .M = M, .N = N, .alpha = alpha, .C = C, .ldc = ldc};
     j.bp = scratch_get(&b_scratch, ts_pack_floats(nc_max, kc_max, kern->nr));
     /* Equal m blocks too, whole panels each: M = 154 is one block of 156, not 144 + 10
