@@ -77,6 +77,10 @@ void ts_group_norm(const ts_tensor *x, int groups, const ts_weight *gamma, const
                    ts_tensor *y)
 {
     int64_t n = x->shape[0], c = x->shape[1], spatial = 1;
+    if (groups <= 0 || c % groups) { /* a caller bug (model code checks its config), not bad input */
+        fprintf(stderr, "tessera: group_norm: %lld channels in %d groups\n", (long long)c, groups);
+        abort();
+    }
     for (int d = 2; d < x->ndim; d++)
         spatial *= x->shape[d];
     float *g = widen(gamma), *b = widen(beta);
