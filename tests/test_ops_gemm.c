@@ -57,6 +57,32 @@ static void test_linear_all_kernels(void)
     CHECK(ts_gemm_select("nonsense") < 0);
 }
 
+/* Other float dtypes (f64 here) take the portable packer: the vector one knows
+ * f32 / f16 / bf16 only. */
+static void test_linear_f64_weight(void)
+{
+    unsigned long long seed = 11;
+    int64_t M = 9, N = 21, K = 70;
+    float *A = rand_floats(M * K, &seed), *C = malloc((size_t)(M * N) * sizeof(float));
+    double *w = malloc((size_t)(N * K) * sizeof(double)), *ref = malloc((size_t)(M * N) * sizeof(double));
+    for (int64_t i = 0; i < N * K; i++)
+        w[i] = (double)test_randf(&seed);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int64_t k = 0; k < K; k++)
+                s += (double)A[i * K + k] * (double)(float)w[j * K + k];
+            ref[i * N + j] = s;
+        }
+    ts_weight W = {.dtype = TS_DTYPE_F64, .ndim = 2, .shape = {N, K}, .data = w};
+    ts_linear(A, K, M, &W, NULL, C, N);
+    CHECK_CLOSE(C, ref, M * N, 1e-5, "linear f64 weight kernel=%s", ts_gemm_kernel_name());
+    free(A);
+    free(C);
+    free(w);
+    free(ref);
+}
+
 static void check_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta,
                         unsigned long long *seed)
 {
@@ -115,4 +141,4 @@ static void test_sgemm_transposes(void)
     }
 }
 
-TEST_MAIN(TEST(test_linear_all_kernels), TEST(test_sgemm_transposes))
+TEST_MAIN(TEST(test_linear_all_kernels), TEST(test_linear_f64_weight), TEST(test_sgemm_transposes))

@@ -151,7 +151,9 @@ void ts_pack_panels(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, 
         pack_im2col(op, r0, rows, k0, kc, width, dst);
         return;
     }
-    ts_pack_fn fast = ts_gemm_kernel_get()->pack_rows;
+    ts_pack_fn fast = ts_gemm_kernel_get()->pack_rows; /* knows f32, f16 and bf16 only */
+    if (op->dtype != TS_DTYPE_F32 && op->dtype != TS_DTYPE_F16 && op->dtype != TS_DTYPE_BF16)
+        fast = NULL;
     for (int64_t p = 0; p < rows; p += width, dst += width * kc) {
         int64_t n = min64(width, rows - p);
         if (op->kind == TS_OPND_ROWS)
