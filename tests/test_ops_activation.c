@@ -4,6 +4,7 @@
 
 #include "core/threads.h"
 #include "ops/activation.h"
+#include "ops/gemm.h"
 #include "ops_check.h"
 
 typedef void (*act_fn)(float *, int64_t);
@@ -119,4 +120,16 @@ static void test_softmax(void)
     free(ref);
 }
 
-TEST_MAIN(TEST(test_activations), TEST(test_gelu_forms_differ), TEST(test_gelu_erf_grid), TEST(test_softmax))
+/* The same with every vector path off: the libm fallbacks of non-AVX2 machines. */
+static void test_portable_paths(void)
+{
+    CHECK(ts_gemm_select("scalar") == 0);
+    test_activations();
+    test_gelu_forms_differ();
+    test_gelu_erf_grid();
+    test_softmax();
+    CHECK(ts_gemm_select("auto") == 0);
+}
+
+TEST_MAIN(TEST(test_activations), TEST(test_gelu_forms_differ), TEST(test_gelu_erf_grid), TEST(test_softmax),
+          TEST(test_portable_paths))

@@ -5,7 +5,8 @@
  * libm's expf is accurate but scalar, and in attention one exp per score costs as
  * much as the two GEMMs around it.  These helpers use an AVX2 polynomial exp (a
  * Cody-Waite reduction and a degree-6 polynomial, within 2 ulp of expf over the
- * range softmax uses) when the CPU has AVX2+FMA, and libm otherwise.
+ * range softmax uses) when the GEMM kernel in use is a vector one (AVX2 or AVX-512),
+ * and libm otherwise.
  */
 #ifndef TS_OPS_VMATH_H
 #define TS_OPS_VMATH_H
