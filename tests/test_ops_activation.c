@@ -4,6 +4,7 @@
 
 #include "core/threads.h"
 #include "ops/activation.h"
+#include "ops/gemm.h"
 #include "ops_check.h"
 
 typedef void (*act_fn)(float *, int64_t);
@@ -61,6 +62,31 @@ static void test_gelu_forms_differ(void)
     CHECK(fabs(a - b) > 1e-4);
 }
 
+/* The fitted erfc on a dense grid: absolute error and, where values are not tiny,
+ * relative error. */
+static void test_gelu_erf_grid(void)
+{
+    enum { N = 200001 };
+    float *x = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++)
+        x[i] = -10.0f + (float)i * 1e-4f;
+    float *y = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++)
+        y[i] = x[i];
+    ts_gelu_erf(y, N);
+    double worst_abs = 0.0, worst_rel = 0.0;
+    for (int i = 0; i < N; i++) {
+        double r = ref_gelu_erf(x[i]), e = fabs(y[i] - r);
+        worst_abs = e > worst_abs || e != e ? e : worst_abs;
+        if (fabs(x[i]) < 4.0f && r != 0.0)
+            worst_rel = fmax(worst_rel, e / fabs(r));
+    }
+    CHECK_MSG(worst_abs < 5e-7, "worst absolute error %.3g", worst_abs);
+    CHECK_MSG(worst_rel < 2e-6, "worst relative error on (-4, 4) %.3g", worst_rel);
+    free(x);
+    free(y);
+}
+
 static void test_softmax(void)
 {
     unsigned long long seed = 7;
@@ -94,4 +120,16 @@ static void test_softmax(void)
     free(ref);
 }
 
-TEST_MAIN(TEST(test_activations), TEST(test_gelu_forms_differ), TEST(test_softmax))
+/* The same with every vector path off: the libm fallbacks of non-AVX2 machines. */
+static void test_portable_paths(void)
+{
+    CHECK(ts_gemm_select("scalar") == 0);
+    test_activations();
+    test_gelu_forms_differ();
+    test_gelu_erf_grid();
+    test_softmax();
+    CHECK(ts_gemm_select("auto") == 0);
+}
+
+TEST_MAIN(TEST(test_activations), TEST(test_gelu_forms_differ), TEST(test_gelu_erf_grid), TEST(test_softmax),
+          TEST(test_portable_paths))

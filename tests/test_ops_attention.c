@@ -122,4 +122,25 @@ static void test_attention_cases(void)
     }
 }
 
-TEST_MAIN(TEST(test_attention_cases))
+/* A query row whose every key is masked gives zeros; its neighbours are unaffected. */
+static void test_fully_masked_row(void)
+{
+    unsigned long long seed = 10;
+    int64_t t = 5, dh = 4;
+    float *q = rand_floats(t * dh, &seed), *k = rand_floats(t * dh, &seed), *v = rand_floats(t * dh, &seed);
+    float bias[25] = {0}, out[20];
+    for (int j = 0; j < 5; j++)
+        bias[2 * 5 + j] = -INFINITY; /* query 2 sees nothing */
+    ts_attn_params p = {1, 1, t, t, dh, dh, dh, dh, dh, 0.5f, 0, {bias, 0, 0}};
+    double ref[20];
+    ref_attention(q, k, v, ref, &p);
+    ts_attention(q, k, v, out, &p);
+    for (int i = 0; i < 20; i++)
+        CHECK_NEAR(out[i], ref[i], 1e-6);
+    CHECK(out[2 * 4] == 0.0f && out[2 * 4 + 3] == 0.0f);
+    free(q);
+    free(k);
+    free(v);
+}
+
+TEST_MAIN(TEST(test_attention_cases), TEST(test_fully_masked_row))

@@ -65,6 +65,8 @@ static void test_conv_cases(void)
         {1, 10, 9, 8, 6, 1, {2, 0, 0, 0, 0}},     /* 1x1 stride 2 */
         {1, 4, 6, 5, 3, 3, {1, 2, 0, 1, 3}},      /* uneven padding on every side */
         {1, 3, 40, 70, 5, 3, {1, 1, 1, 1, 1}},    /* many output pixels: N past one nc block */
+        {2, 40, 31, 29, 7, 3, {1, 1, 1, 1, 1}},   /* few outputs, many pixels: the small-M path, 2 k blocks */
+        {1, 24, 40, 36, 9, 1, {1, 0, 0, 0, 0}},   /* small-M path on a plain 1x1 */
     };
     unsigned long long seed = 3;
     for (int threads = 1; threads <= 2; threads++) {

@@ -10,7 +10,8 @@
 static const char *kernel_names[] = {"scalar", "avx2", "avx512", "auto"};
 
 /* M, N, K: tiny, odd, K past one kc block, N past one nc block, M past one mc block. */
-static const int64_t shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {37, 51, 300}, {5, 3100, 9}, {151, 35, 517}, {13, 40, 64}};
+static const int64_t shapes[][3] = {{1, 1, 1},      {7, 13, 5},    {37, 51, 300}, {5, 3100, 9},
+                                    {151, 35, 517}, {13, 40, 64}, {7, 2000, 400}}; /* the last: small-M path */
 
 static void check_linear(int64_t M, int64_t N, int64_t K, ts_dtype dtype, int with_bias, unsigned long long *seed)
 {
@@ -54,6 +55,54 @@ static void test_linear_all_kernels(void)
     }
     CHECK(ts_gemm_select("auto") == 0);
     CHECK(ts_gemm_select("nonsense") < 0);
+}
+
+/* Other float dtypes (f64 here) take the portable packer: the vector one knows
+ * f32 / f16 / bf16 only. */
+static void test_linear_f64_weight(void)
+{
+    unsigned long long seed = 11;
+    int64_t M = 9, N = 21, K = 70;
+    float *A = rand_floats(M * K, &seed), *C = malloc((size_t)(M * N) * sizeof(float));
+    double *w = malloc((size_t)(N * K) * sizeof(double)), *ref = malloc((size_t)(M * N) * sizeof(double));
+    for (int64_t i = 0; i < N * K; i++)
+        w[i] = (double)test_randf(&seed);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int64_t k = 0; k < K; k++)
+                s += (double)A[i * K + k] * (double)(float)w[j * K + k];
+            ref[i * N + j] = s;
+        }
+    ts_weight W = {.dtype = TS_DTYPE_F64, .ndim = 2, .shape = {N, K}, .data = w};
+    ts_linear(A, K, M, &W, NULL, C, N);
+    CHECK_CLOSE(C, ref, M * N, 1e-5, "linear f64 weight kernel=%s", ts_gemm_kernel_name());
+    free(A);
+    free(C);
+    free(w);
+    free(ref);
+}
+
+/* With our kernel, a row of C does not depend on how many rows come with it, on the
+ * blocking path taken, or on the thread count: every element is summed in the same
+ * kc-block order.  (The OpenBLAS path for f32 weights promises no such thing.) */
+static void test_linear_reproducible(void)
+{
+    unsigned long long seed = 12;
+    int64_t M = 300, N = 700, K = 650;
+    float *A = rand_floats(M * K, &seed);
+    test_weight W = make_weight(TS_DTYPE_F16, 2, (int64_t[]){N, K}, &seed);
+    float *all = malloc((size_t)(M * N) * sizeof(float)), *few = malloc((size_t)(7 * N) * sizeof(float));
+    ts_threads_set(2);
+    ts_linear(A, K, M, &W.w, NULL, all, N);
+    ts_threads_set(1);
+    ts_linear(A + 100 * K, K, 7, &W.w, NULL, few, N); /* 7 rows: the small-M path */
+    CHECK(memcmp(few, all + 100 * N, (size_t)(7 * N) * sizeof(float)) == 0);
+    ts_threads_set(2);
+    free(A);
+    free(all);
+    free(few);
+    free_weight(&W);
 }
 
 static void check_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta,
@@ -114,4 +163,4 @@ static void test_sgemm_transposes(void)
     }
 }
 
-TEST_MAIN(TEST(test_linear_all_kernels), TEST(test_sgemm_transposes))
+TEST_MAIN(TEST(test_linear_all_kernels), TEST(test_linear_f64_weight), TEST(test_linear_reproducible), TEST(test_sgemm_transposes))

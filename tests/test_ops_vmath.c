@@ -2,6 +2,7 @@
  * length, the whole softmax input range, -inf giving exactly 0. */
 #include <math.h>
 
+#include "ops/gemm.h"
 #include "ops/vmath.h"
 #include "ops_check.h"
 
@@ -55,4 +56,13 @@ static void test_vexp_tails_and_masks(void)
     }
 }
 
-TEST_MAIN(TEST(test_vexp_accuracy), TEST(test_vexp_tails_and_masks))
+/* The same through libm (ts_gemm_select("scalar") turns the vector paths off). */
+static void test_portable_paths(void)
+{
+    CHECK(ts_gemm_select("scalar") == 0);
+    test_vexp_accuracy();
+    test_vexp_tails_and_masks();
+    CHECK(ts_gemm_select("auto") == 0);
+}
+
+TEST_MAIN(TEST(test_vexp_accuracy), TEST(test_vexp_tails_and_masks), TEST(test_portable_paths))

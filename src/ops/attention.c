@@ -38,7 +38,11 @@ typedef struct {
 
 typedef struct {
     float *qp, *pp, *s, *o, *m, *l;
+    int64_t od; /* row stride of o: head_dim rounded up to whole B panels, so that
+                   O += P V runs full micro-tiles (the extra columns stay 0) */
 } attn_scratch;
+
+static int64_t o_stride(const ts_gemm_kernel *kern, int64_t dh) { return (dh + kern->nr - 1) / kern->nr * kern->nr; }
 
 static attn_scratch carve(float *base, const ts_gemm_kernel *kern, int64_t dh)
 {
@@ -47,14 +51,16 @@ static attn_scratch carve(float *base, const ts_gemm_kernel *kern, int64_t dh)
     w.pp = w.qp + ts_pack_floats(BQ, dh, kern->mr);
     w.s = w.pp + ts_pack_floats(BQ, BK, kern->mr);
     w.o = w.s + BQ * BK;
-    w.m = w.o + BQ * dh;
+    w.od = o_stride(kern, dh);
+    w.m = w.o + BQ * w.od;
     w.l = w.m + BQ;
     return w;
 }
 
 static size_t scratch_floats(const ts_gemm_kernel *kern, int64_t dh)
 {
-    return ts_pack_floats(BQ, dh, kern->mr) + ts_pack_floats(BQ, BK, kern->mr) + BQ * BK + BQ * dh + 2 * BQ;
+    return ts_pack_floats(BQ, dh, kern->mr) + ts_pack_floats(BQ, BK, kern->mr) + BQ * BK + BQ * o_stride(kern, dh) +
+           2 * BQ;
 }
 
 static void *alloc_or_die(size_t bytes)
@@ -113,7 +119,7 @@ static void softmax_block(const ts_attn_params *p, const float *bias, int64_t q0
         w->m[i] = mx;
         if (corr != 1.0f)
             for (int64_t d = 0; d < dh; d++)
-                w->o[i * dh + d] *= corr;
+                w->o[i * w->od + d] *= corr;
     }
 }
 
@@ -128,7 +134,7 @@ static void attention_block(const attn_job *j, int64_t b, int64_t h, int64_t q0,
 
     ts_operand qa = {.kind = TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = q, .ld = p->ldq};
     ts_pack_panels(&qa, 0, nq, 0, dh, kern->mr, w->qp);
-    memset(w->o, 0, (size_t)(nq * dh) * sizeof(float));
+    memset(w->o, 0, (size_t)(nq * w->od) * sizeof(float));
     for (int64_t i = 0; i < nq; i++) {
         w->m[i] = -INFINITY;
         w->l[i] = 0.0f;
@@ -143,13 +149,13 @@ static void attention_block(const attn_job *j, int64_t b, int64_t h, int64_t q0,
         softmax_block(p, bias, q0, nq, k0, nk, w);
         ts_operand pa = {.kind = TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = w->s, .ld = BK};
         ts_pack_panels(&pa, 0, nq, 0, nk, kern->mr, w->pp);
-        ts_gemm_macro(kern, nq, dh, nk, w->pp, j->vp + (first + kb) * j->vp_floats, w->o, dh, 1.0f, 1);
+        ts_gemm_macro(kern, nq, w->od, nk, w->pp, j->vp + (first + kb) * j->vp_floats, w->o, w->od, 1.0f, 1);
     }
     float *out = j->out + (b * p->q_len + q0) * p->ldo + h * dh;
     for (int64_t i = 0; i < nq; i++) {
         float inv = w->l[i] > 0.0f ? 1.0f / w->l[i] : 0.0f;
         for (int64_t d = 0; d < dh; d++)
-            out[i * p->ldo + d] = w->o[i * dh + d] * inv;
+            out[i * p->ldo + d] = w->o[i * w->od + d] * inv;
     }
 }
 

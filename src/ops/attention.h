@@ -26,7 +26,9 @@ typedef struct {
     ts_attn_bias bias; /* data NULL: none (T5 relative bias, padding masks) */
 } ts_attn_params;
 
-/* out[b, i, h*dh:(h+1)*dh] = softmax_j(q·k·scale + bias) · v. */
+/* out[b, i, h*dh:(h+1)*dh] = softmax_j(q·k·scale + bias) · v.  A query whose keys are
+ * all masked (-inf bias) gets zeros.  Memory: O(threads · block) for scores, plus K
+ * and V repacked once (their own size). */
 void ts_attention(const float *q, const float *k, const float *v, float *out, const ts_attn_params *p);
 
 #endif

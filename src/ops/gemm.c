@@ -7,7 +7,9 @@
  * thread packs the mc x kc block of A for its tile and runs the micro-kernel over
  * it.  Slicing the columns as well as the rows keeps both cores busy when M is
  * small (conv weights, attention blocks, text tokens), at the cost of re-packing A
- * once per slice, which is cheap next to the mc · kc · slice FMAs it feeds.
+ * once per slice, which is cheap next to the mc · kc · slice FMAs it feeds.  When
+ * all of M fits one A block, a second loop nest (run_small_m) keeps B in L2 instead.
+ * Products of two f32 matrices go to OpenBLAS (blas_sgemm), measured faster on them.
  */
 #include "ops/gemm.h"
 
@@ -21,7 +23,7 @@
 #include "ops/gemm_engine.h"
 
 #define PACK_KCHUNK 64
-#define MAX_TILE (6 * 32)
+#define MAX_TILE (6 * 32) /* the largest mr x nr of the kernels */
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -54,16 +56,33 @@ static void pack_rows(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0
     }
 }
 
+/* One step of a panel.  Constant-size copies for the kernels' widths compile to a
+ * couple of vector moves; a plain loop would be turned into a memmove call, whose
+ * overhead dominates a 64-byte copy. */
+static inline void copy_step(float *d, const float *s, int64_t n)
+{
+    switch (n) {
+    case 8:
+        memcpy(d, s, 8 * sizeof(float));
+        return;
+    case 16:
+        memcpy(d, s, 16 * sizeof(float));
+        return;
+    case 32:
+        memcpy(d, s, 32 * sizeof(float));
+        return;
+    default:
+        memcpy(d, s, (size_t)n * sizeof(float));
+    }
+}
+
 /* Rows of an R-contiguous operand: one contiguous copy per step. */
 static void pack_cols(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width, float *dst)
 {
     const float *base = (const float *)op->data + k0 * op->ld + r0;
-    for (int64_t k = 0; k < kc; k++, dst += width) { /* loops, not memcpy: rows is 6 to 32 */
-        const float *src = base + k * op->ld;
-        int64_t i = 0;
-        for (; i < rows; i++)
-            dst[i] = src[i];
-        for (; i < width; i++)
+    for (int64_t k = 0; k < kc; k++, dst += width) {
+        copy_step(dst, base + k * op->ld, rows);
+        for (int64_t i = rows; i < width; i++)
             dst[i] = 0.0f;
     }
 }
@@ -120,10 +139,7 @@ static void pack_im2col(const ts_operand *op, int64_t r0, int64_t rows, int64_t 
             int64_t kk = k0 + k, c = kk / taps, t = kk % taps;
             im2col_run(g, op->data, c, t / g->kw, t % g->kw, r0 + q, n, line);
             for (int64_t p = 0; p < panels; p++) {
-                float *d = dst + p * width * kc + k * width;
-                const float *l = line + p * width;
-                for (int i = 0; i < width; i++)
-                    d[i] = l[i];
+                copy_step(dst + p * width * kc + k * width, line + p * width, width);
             }
         }
     }
@@ -135,7 +151,9 @@ void ts_pack_panels(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, 
         pack_im2col(op, r0, rows, k0, kc, width, dst);
         return;
     }
-    ts_pack_fn fast = ts_gemm_kernel_get()->pack_rows;
+    ts_pack_fn fast = ts_gemm_kernel_get()->pack_rows; /* knows f32, f16 and bf16 only */
+    if (op->dtype != TS_DTYPE_F32 && op->dtype != TS_DTYPE_F16 && op->dtype != TS_DTYPE_BF16)
+        fast = NULL;
     for (int64_t p = 0; p < rows; p += width, dst += width * kc) {
         int64_t n = min64(width, rows - p);
         if (op->kind == TS_OPND_ROWS)
@@ -176,7 +194,7 @@ typedef struct {
     size_t n;
 } scratch;
 
-static _Thread_local scratch a_scratch, b_scratch;
+static _Thread_local scratch a_scratch, b_scratch, whole_a_scratch;
 
 static float *scratch_get(scratch *s, size_t n)
 {
@@ -239,6 +257,39 @@ static void run_tiles(void *ctx, int64_t begin, int64_t end, int worker)
     }
 }
 
+/* One A block covers all of M (conv with few output channels, small heads): A is
+ * packed once for every k block, and threads take column chunks sized so their kc x
+ * chunk of B stays in L2, running the whole k loop on each.  The general path would
+ * write each kc x nc block of B out to L3 only to read it back. */
+#define SMALL_M_B_BYTES (256 * 1024)
+
+typedef struct {
+    const ts_gemm_kernel *kern;
+    const ts_operand *B;
+    int64_t M, N, K, kc_max, chunk;
+    size_t a_block; /* floats per packed k block of A */
+    const float *ap;
+    float alpha, *C;
+    int64_t ldc;
+    int accumulate;
+} small_m_job;
+
+static void run_small_m(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    const small_m_job *j = ctx;
+    float *bp = scratch_get(&b_scratch, ts_pack_floats(j->chunk, j->kc_max, j->kern->nr));
+    for (int64_t c = begin; c < end; c++) {
+        int64_t n0 = c * j->chunk, n = min64(j->chunk, j->N - n0);
+        for (int64_t pc = 0, b = 0; pc < j->K; pc += j->kc_max, b++) {
+            int64_t kc = min64(j->kc_max, j->K - pc);
+            ts_pack_panels(j->B, n0, n, pc, kc, j->kern->nr, bp);
+            ts_gemm_macro(j->kern, j->M, n, kc, j->ap + (size_t)b * j->a_block, bp, j->C + n0, j->ldc, j->alpha,
+                          j->accumulate || pc > 0);
+        }
+    }
+}
+
 void ts_gemm_run(int64_t M, int64_t N, int64_t K, const ts_operand *A, const ts_operand *B, float alpha, float *C,
                  int64_t ldc, int accumulate)
 {
@@ -255,6 +306,19 @@ void ts_gemm_run(int64_t M, int64_t N, int64_t K, const ts_operand *A, const ts_
     /* Equal k blocks (K = 320 as 320, not 256 + 64: a short block pays C's load and store for little work). */
     int64_t kblocks = (K + kern->kc - 1) / kern->kc;
     int64_t kc_max = (K + kblocks - 1) / kblocks, nc_max = min64(kern->nc, N);
+
+    int64_t chunk = SMALL_M_B_BYTES / (kc_max * (int64_t)sizeof(float)) / kern->nr * kern->nr;
+    if (M <= kern->mc && chunk >= 4 * kern->nr && N >= 2 * chunk) {
+        small_m_job s = {kern, B, M, N, K, kc_max, chunk, ts_pack_floats(M, kc_max, kern->mr), NULL, alpha, C, ldc,
+                         accumulate};
+        float *ap = scratch_get(&whole_a_scratch, s.a_block * (size_t)kblocks);
+        for (int64_t pc = 0, b = 0; pc < K; pc += kc_max, b++)
+            ts_pack_panels(A, 0, M, pc, min64(kc_max, K - pc), kern->mr, ap + (size_t)b * s.a_block);
+        s.ap = ap;
+        ts_parallel_for((N + chunk - 1) / chunk, 1, run_small_m, &s);
+        return;
+    }
+
     gemm_job j = {.kern = kern, .A = A, .B = B, .M = M, .N = N, .alpha = alpha, .C = C, .ldc = ldc};
     j.bp = scratch_get(&b_scratch, ts_pack_floats(nc_max, kc_max, kern->nr));
     /* Equal m blocks too, whole panels each: M = 154 is one block of 156, not 144 + 10
@@ -336,12 +400,10 @@ void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const
                int64_t ldc)
 {
     int64_t N = W->shape[0], K = ts_weight_row_len(W);
-    if (bias) {
-        float *b = malloc((size_t)N * sizeof(float));
-        ts_weight_to_f32(bias, b);
-        for (int64_t i = 0; i < M; i++)
-            memcpy(C + i * ldc, b, (size_t)N * sizeof(float));
-        free(b);
+    if (bias && M > 0) { /* widened into C's first row, then copied down */
+        ts_weight_to_f32(bias, C);
+        for (int64_t i = 1; i < M; i++)
+            memcpy(C + i * ldc, C, (size_t)N * sizeof(float));
     }
     if (W->dtype == TS_DTYPE_F32 && blas_sgemm(0, 1, M, N, K, 1.0f, A, lda, W->data, K, bias ? 1.0f : 0.0f, C, ldc))
         return;

@@ -30,7 +30,9 @@ void ts_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
 const char *ts_gemm_kernel_name(void);
 /* Forces a kernel by name for every product, OpenBLAS's included (tests and
  * benchmarks compare them); NULL or "auto" restores the default.  Returns
- * TS_ERR_UNSUPPORTED when this CPU cannot run it. */
+ * TS_ERR_UNSUPPORTED when this CPU cannot run it.  Our kernel sums every element in
+ * the same order whatever M, N or the thread count, so its results are bit for bit
+ * reproducible across batch sizes and threads; OpenBLAS's are not. */
 int ts_gemm_select(const char *name);
 
 #endif

@@ -5,8 +5,9 @@
  * reads A and B only from packed panels, so its inner loop is loads, broadcasts and
  * FMAs.  The x86 variants are compiled with target attributes (not with global
  * flags) so one binary carries them all and picks at run time; the portable C
- * kernel is the reference the others must agree with.  Sums run in k order with one
- * rounding per FMA, so results differ from a plain loop only by FMA contraction.
+ * kernel is the reference the others must agree with.  Sums run in k order within
+ * each kc block (blocks are then added to C), one rounding per FMA: a blocked dot
+ * product, no reassociation beyond that.
  */
 #include <string.h>
 
@@ -212,10 +213,13 @@ static const ts_gemm_kernel kernels[] = {
 static int cpu_runs(const ts_gemm_kernel *k)
 {
 #ifdef TS_X86
+    /* Both pack with the AVX2 + F16C transposer; every AVX2 CPU has F16C (and clang 14
+     * cannot ask for "f16c" here). */
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (strcmp(k->name, "avx512") == 0)
-        return __builtin_cpu_supports("avx512f");
+        return avx2 && __builtin_cpu_supports("avx512f");
     if (strcmp(k->name, "avx2") == 0)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return avx2;
 #endif
     return strcmp(k->name, "scalar") == 0;
 }

@@ -9,6 +9,7 @@
 #include "ops/norm.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/threads.h"
@@ -19,24 +20,38 @@ static float *widen(const ts_weight *w)
     if (!w)
         return NULL;
     float *f = malloc((size_t)ts_weight_numel(w) * sizeof(float));
-    if (f)
-        ts_weight_to_f32(w, f);
+    if (!f) {
+        fprintf(stderr, "tessera: out of memory widening a norm weight\n");
+        abort();
+    }
+    ts_weight_to_f32(w, f);
     return f;
 }
 
-/* Normalises n values as (x - mean) * inv; the affine part is applied by the caller. */
+/* Sum of x[i] - shift in double, over 8 interleaved partial sums: independent
+ * accumulators let the compiler vectorise (and are no less accurate than one). */
+static double sum_shifted(const float *x, int64_t n, double shift, int squares)
+{
+    double acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            double d = (double)x[i + j] - shift;
+            acc[j] += squares ? d * d : d;
+        }
+    for (; i < n; i++) {
+        double d = (double)x[i] - shift;
+        acc[0] += squares ? d * d : d;
+    }
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* Mean and 1 / sqrt(variance + eps) of n values, two passes. */
 static void moments(const float *x, int64_t n, double *mean, double *inv_std, float eps)
 {
-    double s = 0.0, v = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        s += x[i];
-    double m = s / (double)n;
-    for (int64_t i = 0; i < n; i++) {
-        double d = x[i] - m;
-        v += d * d;
-    }
+    double m = sum_shifted(x, n, 0.0, 0) / (double)n;
     *mean = m;
-    *inv_std = 1.0 / sqrt(v / (double)n + eps);
+    *inv_std = 1.0 / sqrt(sum_shifted(x, n, m, 1) / (double)n + eps);
 }
 
 typedef struct {
@@ -73,6 +88,10 @@ void ts_group_norm(const ts_tensor *x, int groups, const ts_weight *gamma, const
                    ts_tensor *y)
 {
     int64_t n = x->shape[0], c = x->shape[1], spatial = 1;
+    if (groups <= 0 || c % groups) { /* a caller bug (model code checks its config), not bad input */
+        fprintf(stderr, "tessera: group_norm: %lld channels in %d groups\n", (long long)c, groups);
+        abort();
+    }
     for (int d = 2; d < x->ndim; d++)
         spatial *= x->shape[d];
     float *g = widen(gamma), *b = widen(beta);
@@ -100,10 +119,7 @@ static void row_norm_range(void *ctx, int64_t begin, int64_t end, int worker)
         float *y = j->y + r * j->d;
         double mean = 0.0, inv;
         if (j->rms) {
-            double s = 0.0;
-            for (int64_t i = 0; i < j->d; i++)
-                s += (double)x[i] * x[i];
-            inv = 1.0 / sqrt(s / (double)j->d + j->eps);
+            inv = 1.0 / sqrt(sum_shifted(x, j->d, 0.0, 1) / (double)j->d + j->eps);
         } else {
             moments(x, j->d, &mean, &inv, j->eps);
         }

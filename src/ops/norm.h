@@ -10,7 +10,8 @@
 #include "core/tensor.h"
 
 /* x: [N, C, ...spatial] (ndim >= 2); statistics over each group of C/groups channels
- * and all spatial positions. */
+ * and all spatial positions.  groups must divide C (the process aborts otherwise:
+ * callers check their model config). */
 void ts_group_norm(const ts_tensor *x, int groups, const ts_weight *gamma, const ts_weight *beta, float eps,
                    ts_tensor *y);
 /* x: rows of length d; per-row mean / variance. */
