@@ -11,6 +11,7 @@
  */
 #include <string.h>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "ops/gemm.h"
 #include "ops/gemm_engine.h"
@@ -213,11 +214,10 @@ static const ts_gemm_kernel kernels[] = {
 static int cpu_runs(const ts_gemm_kernel *k)
 {
 #ifdef TS_X86
-    /* Both pack with the AVX2 + F16C transposer; every AVX2 CPU has F16C (and clang 14
-     * cannot ask for "f16c" here). */
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    /* Both pack with the AVX2 + F16C transposer. */
+    int avx2 = ts_cpu_has(TS_CPU_AVX2 | TS_CPU_FMA | TS_CPU_F16C);
     if (strcmp(k->name, "avx512") == 0)
-        return avx2 && __builtin_cpu_supports("avx512f");
+        return avx2 && ts_cpu_has(TS_CPU_AVX512F);
     if (strcmp(k->name, "avx2") == 0)
         return avx2;
 #endif
