@@ -8,101 +8,19 @@
  */
 #include <stdint.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
 #include "core/quant.h"
 #include "io/gguf.h"
+#include "gguf_build.h"
 #include "test.h"
-
-static unsigned char buf[1 << 16];
-static size_t len;
-
-static void put(const void *p, size_t n)
-{
-    memcpy(buf + len, p, n);
-    len += n;
-}
-
-static void u8(unsigned v) { buf[len++] = (unsigned char)v; }
-
-static void le(uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        u8((unsigned)(v >> (8 * i)) & 0xff);
-}
-
-static void str(const char *s)
-{
-    le(strlen(s), 8);
-    put(s, strlen(s));
-}
-
-static void header(uint32_t version, uint64_t n_tensors, uint64_t n_kv)
-{
-    len = 0;
-    put("GGUF", 4);
-    le(version, 4);
-    le(n_tensors, 8);
-    le(n_kv, 8);
-}
-
-static void kv_u32(const char *key, uint32_t v)
-{
-    str(key);
-    le(TS_GGUF_U32, 4);
-    le(v, 4);
-}
-
-/* Tensor info with dims given innermost-first, as stored. */
-static void tinfo(const char *name, int ndim, const uint64_t *ne, uint32_t type, uint64_t offset)
-{
-    str(name);
-    le((uint64_t)ndim, 4);
-    for (int d = 0; d < ndim; d++)
-        le(ne[d], 8);
-    le(type, 4);
-    le(offset, 8);
-}
-
-static void pad_to(size_t align)
-{
-    while (len % align)
-        u8(0);
-}
-
-static void fill(size_t n, unsigned char v)
-{
-    memset(buf + len, v, n);
-    len += n;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char path[512];
-    const char *dir = getenv("TESSERA_TEST_TMP");
-    if (!dir || !*dir)
-        dir = "/tmp";
-    mkdir(dir, 0755);
-    snprintf(path, sizeof path, "%s/gguf_%s.gguf", dir, name);
-    return path;
-}
-
-static void write_file(const char *path)
-{
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL);
-    if (!f)
-        return;
-    CHECK(fwrite(buf, 1, len, f) == len);
-    fclose(f);
-}
 
 static void expect_fail(const char *name, int code, const char *needle)
 {
-    const char *path = tmp_path(name);
-    write_file(path);
+    char path[512];
+    snprintf(path, sizeof path, "%s", tmp_path(name));
+    CHECK(write_file(path) == 0);
     ts_gguf *g = (ts_gguf *)1;
     int rc = ts_gguf_open(path, &g);
     const char *msg = ts_error_message();
@@ -350,8 +268,8 @@ static void test_valid_file(void)
     le(0xc000, 2);
 
     ts_gguf *g = NULL;
-    const char *path = tmp_path("valid");
-    write_file(path);
+    const char *path = tmp_path("gguf_valid.gguf");
+    CHECK(write_file(path) == 0);
     int rc = ts_gguf_open(path, &g);
     CHECK_MSG(rc == 0, "%s", ts_error_message());
     if (!g)
@@ -441,7 +359,7 @@ static int short_fill(void *ctx, size_t i, FILE *f)
 
 static void test_writer(void)
 {
-    const char *path = tmp_path("written");
+    const char *path = tmp_path("gguf_written.gguf");
     ts_gguf_out_kv kv[] = {{"general.architecture", TS_GGUF_STRING, "sd1", 0}, {"t.n", TS_GGUF_U32, NULL, 7}};
     ts_out_tensor t[] = {{"a.weight", TS_DTYPE_F32, 2, {2, 3}}, {"b.weight", TS_DTYPE_Q8_0, 1, {64}}};
     int rc = ts_gguf_write(path, kv, 2, t, 2, write_fill, NULL);
