@@ -187,6 +187,8 @@ const ts_weight_info *ts_weights_find(const ts_weights *wf, const char *prefix, 
     return ts_name_index_find(&wf->index, prefix ? prefix : "", name);
 }
 
+const void *ts_weights_data(const ts_weights *wf, const ts_weight_info *info) { return wf->data[info - wf->info]; }
+
 /* The f32 copy of a tensor whose rows are not whole blocks, made once. */
 static int widened(ts_weights *wf, size_t i, const float **out)
 {

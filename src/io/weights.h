@@ -51,6 +51,9 @@ size_t ts_weights_count(const ts_weights *wf);
 const ts_weight_info *ts_weights_info(const ts_weights *wf, size_t i);
 const ts_weight_info *ts_weights_find(const ts_weights *wf, const char *prefix, const char *name);
 
+/* The stored bytes of a tensor (info->bytes of them, in info->dtype). */
+const void *ts_weights_data(const ts_weights *wf, const ts_weight_info *info);
+
 /* A weight view of prefix + name (the drop-in for ts_st_weight).  Fails with
  * TS_ERR_MODEL naming the tensor when it is missing, has more than 4 dims or is not a
  * floating or block type; TS_ERR_NOMEM if a flattened tensor cannot be widened. */
