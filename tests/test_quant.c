@@ -256,8 +256,9 @@ static void test_quantisers(void)
     /* Q4_K: half a step of range/15 (range <= 2 absmax), the 6-bit scale and min
      * rounding add at most about as much again. */
     roundtrip(TS_DTYPE_Q4_K, 4096, 2.0 / 15, 0.12);
-    /* Q6_K: half a step of absmax/32 with an 8-bit scale rounding on top. */
-    roundtrip(TS_DTYPE_Q6_K, 4096, 1.0 / 32, 0.03);
+    /* Q6_K: the extreme maps to -32, so the other side clamps at +31: one step of
+     * absmax/32, plus 32 x half the 8-bit scale step (max scale / 256) = 1/8 step. */
+    roundtrip(TS_DTYPE_Q6_K, 4096, 1.25 / 32, 0.03);
 
     float x[256] = {0}, y[256];
     unsigned char q[256];

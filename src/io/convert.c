@@ -165,12 +165,15 @@ static int plan(job *j, ts_dtype type, int to_gguf)
         if (to_gguf && ts_gguf_ggml_type(o->dtype) < 0)
             rc = ts_fail(TS_ERR_UNSUPPORTED, "tensor \"%s\" has dtype %s, which GGUF cannot store", o->name,
                          ts_dtype_name(o->dtype));
-        else if (o->dtype == TS_DTYPE_F16 && w->dtype != TS_DTYPE_F16) {
+        else if ((o->dtype == TS_DTYPE_F16 || ts_dtype_is_block(o->dtype)) && o->dtype != w->dtype &&
+                 w->dtype != TS_DTYPE_F16) {
+            /* f16 values, and the f16 scales of the block types, would turn large
+             * values into infinities. */
             int fits = fits_f16(w);
             if (fits < 0)
                 rc = fits;
             else if (!fits)
-                o->dtype = TS_DTYPE_F32; /* f16 would turn large values into infinities */
+                o->dtype = TS_DTYPE_F32;
         }
     }
     return rc;

@@ -33,7 +33,9 @@ int ts_convert_type_from_name(const char *name, ts_dtype *out);
  * src the tensor's own dtype (after widening of block types for safetensors).  A
  * block type is used only for a tensor that is at least 2-D, has at least
  * TS_CONVERT_MIN_QUANT_ELEMENTS elements and rows of whole blocks, and is not a norm
- * or an embedding; the others keep a float type (1-D: f32 or their own f16/bf16). */
+ * or an embedding; the others keep a float type (1-D: f32 or their own f16/bf16).
+ * (ts_convert then also keeps in f32 any tensor with values beyond f16's range that
+ * this picks f16 or a block type for: their scales are f16.) */
 ts_dtype ts_convert_pick(ts_dtype type, int to_gguf, const char *name, ts_dtype src, int ndim, const int64_t *shape);
 
 /* Converts in (safetensors or GGUF) to out (".gguf" or ".safetensors", chosen by the
