@@ -166,6 +166,9 @@ static void test_malformed_tensors(void)
     header(3, 1, 0);
     one_tensor_file(TS_GGML_F32, 4, UINT64_MAX - 31, 64);
     expect_fail("offset_huge", TS_ERR_FORMAT, "goes past");
+    header(3, 1, 0);
+    tinfo("empty", 2, (uint64_t[]){0, 7}, TS_GGML_F32, 0);
+    expect_fail("no_data_section", TS_ERR_FORMAT, "inside the padding before the data");
     header(3, 2, 0);
     tinfo("a", 1, (uint64_t[]){16}, TS_GGML_F32, 0);
     tinfo("b", 1, (uint64_t[]){8}, TS_GGML_F16, 32);

@@ -15,16 +15,16 @@
 static const struct {
     const char *name;
     size_t size;      /* bytes per block */
-    int64_t block;    /* weights per block; 0 in the table means 1 */
+    int64_t block;    /* weights per block */
 } dtype_info[TS_DTYPE_COUNT] = {
-    [TS_DTYPE_F32] = {"F32", 4},         [TS_DTYPE_F16] = {"F16", 2},
-    [TS_DTYPE_BF16] = {"BF16", 2},       [TS_DTYPE_F64] = {"F64", 8},
-    [TS_DTYPE_F8_E4M3] = {"F8_E4M3", 1}, [TS_DTYPE_F8_E5M2] = {"F8_E5M2", 1},
-    [TS_DTYPE_I64] = {"I64", 8},         [TS_DTYPE_I32] = {"I32", 4},
-    [TS_DTYPE_I16] = {"I16", 2},         [TS_DTYPE_I8] = {"I8", 1},
-    [TS_DTYPE_U64] = {"U64", 8},         [TS_DTYPE_U32] = {"U32", 4},
-    [TS_DTYPE_U16] = {"U16", 2},         [TS_DTYPE_U8] = {"U8", 1},
-    [TS_DTYPE_BOOL] = {"BOOL", 1},
+    [TS_DTYPE_F32] = {"F32", 4, 1},         [TS_DTYPE_F16] = {"F16", 2, 1},
+    [TS_DTYPE_BF16] = {"BF16", 2, 1},       [TS_DTYPE_F64] = {"F64", 8, 1},
+    [TS_DTYPE_F8_E4M3] = {"F8_E4M3", 1, 1}, [TS_DTYPE_F8_E5M2] = {"F8_E5M2", 1, 1},
+    [TS_DTYPE_I64] = {"I64", 8, 1},         [TS_DTYPE_I32] = {"I32", 4, 1},
+    [TS_DTYPE_I16] = {"I16", 2, 1},         [TS_DTYPE_I8] = {"I8", 1, 1},
+    [TS_DTYPE_U64] = {"U64", 8, 1},         [TS_DTYPE_U32] = {"U32", 4, 1},
+    [TS_DTYPE_U16] = {"U16", 2, 1},         [TS_DTYPE_U8] = {"U8", 1, 1},
+    [TS_DTYPE_BOOL] = {"BOOL", 1, 1},
     [TS_DTYPE_Q8_0] = {"Q8_0", 34, 32},  [TS_DTYPE_Q4_0] = {"Q4_0", 18, 32},
     [TS_DTYPE_Q4_1] = {"Q4_1", 20, 32},  [TS_DTYPE_Q5_0] = {"Q5_0", 22, 32},
     [TS_DTYPE_Q5_1] = {"Q5_1", 24, 32},  [TS_DTYPE_Q4_K] = {"Q4_K", 144, 256},

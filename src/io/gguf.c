@@ -394,6 +394,10 @@ static int parse(ts_gguf *g)
         return rc;
     uint64_t end = g->size - c.left, pad = (g->alignment - end % g->alignment) % g->alignment;
     g->data_offset = end + pad;
+    /* Only a file without tensors may end before its data section (no padding). */
+    if (g->data_offset > g->size && g->count > 0)
+        return ts_fail(TS_ERR_FORMAT, "file ends at byte %llu, inside the padding before the data at %llu (truncated?)",
+                       (unsigned long long)g->size, (unsigned long long)g->data_offset);
     g->data_size = g->data_offset <= g->size ? g->size - g->data_offset : 0;
     if ((rc = check_spans(g)) != 0)
         return rc;
