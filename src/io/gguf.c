@@ -194,18 +194,26 @@ static int check_unique_keys(const ts_gguf *g)
     return rc;
 }
 
+/* n records of `size` bytes, after checking that the bytes left could hold n entries
+ * of at least min_bytes each. */
+static int alloc_counted(const cursor *c, uint64_t n, uint64_t min_bytes, size_t size, const char *what, void **out)
+{
+    if (n > c->left / min_bytes)
+        return ts_fail(TS_ERR_FORMAT, "header claims %llu %s but the file has room for at most %llu",
+                       (unsigned long long)n, what, (unsigned long long)(c->left / min_bytes));
+    *out = calloc(n ? (size_t)n : 1, size);
+    return *out ? 0 : ts_fail(TS_ERR_NOMEM, "out of memory reading %llu %s", (unsigned long long)n, what);
+}
+
 static int read_metadata(ts_gguf *g, cursor *c, uint64_t n)
 {
     /* Smallest entry: 8-byte key length, 1-byte key, 4-byte type, 1-byte value. */
-    if (n > c->left / 14)
-        return ts_fail(TS_ERR_FORMAT, "header claims %llu metadata entries but the file has room for at most %llu",
-                       (unsigned long long)n, (unsigned long long)(c->left / 14));
-    g->kv = calloc(n ? (size_t)n : 1, sizeof *g->kv);
-    if (!g->kv)
-        return ts_fail(TS_ERR_NOMEM, "out of memory reading %llu metadata entries", (unsigned long long)n);
+    int rc = alloc_counted(c, n, 14, sizeof *g->kv, "metadata entries", (void **)&g->kv);
+    if (rc != 0)
+        return rc;
     for (uint64_t i = 0; i < n; i++) {
         ts_gguf_kv *kv = &g->kv[g->kv_count];
-        int rc = read_name(c, (char **)&kv->key);
+        rc = read_name(c, (char **)&kv->key);
         if (rc != 0)
             return ts_fail_context(rc, "metadata entry %llu: key: ", (unsigned long long)i);
         g->kv_count++;
@@ -317,15 +325,12 @@ static int read_tensor_info(cursor *c, ts_gguf_tensor *t)
 static int read_tensor_infos(ts_gguf *g, cursor *c, uint64_t n)
 {
     /* Smallest info: 8-byte name length, 1-byte name, n_dims, type, offset. */
-    if (n > c->left / 25)
-        return ts_fail(TS_ERR_FORMAT, "header claims %llu tensors but the file has room for at most %llu",
-                       (unsigned long long)n, (unsigned long long)(c->left / 25));
-    g->tensors = calloc(n ? (size_t)n : 1, sizeof *g->tensors);
-    if (!g->tensors)
-        return ts_fail(TS_ERR_NOMEM, "out of memory reading %llu tensor infos", (unsigned long long)n);
+    int rc = alloc_counted(c, n, 25, sizeof *g->tensors, "tensors", (void **)&g->tensors);
+    if (rc != 0)
+        return rc;
     for (uint64_t i = 0; i < n; i++) {
         ts_gguf_tensor *t = &g->tensors[g->count];
-        int rc = read_name(c, (char **)&t->name);
+        rc = read_name(c, (char **)&t->name);
         if (rc != 0)
             return ts_fail_context(rc, "tensor %llu: name: ", (unsigned long long)i);
         g->count++;

@@ -25,17 +25,23 @@ struct ts_weights {
     ts_name_index index;
 };
 
+static void set_info(ts_weights *wf, size_t i, const char *name, ts_dtype dtype, int ndim, const int64_t *shape,
+                     uint64_t bytes, const void *data)
+{
+    ts_weight_info *w = &wf->info[i];
+    w->name = name;
+    w->dtype = dtype;
+    w->ndim = ndim;
+    memcpy(w->shape, shape, (size_t)ndim * sizeof shape[0]);
+    w->bytes = bytes;
+    wf->data[i] = data;
+}
+
 static void info_from_st(ts_weights *wf)
 {
     for (size_t i = 0; i < wf->count; i++) {
         const ts_st_tensor *t = ts_st_at(wf->st, i);
-        ts_weight_info *w = &wf->info[i];
-        w->name = t->name;
-        w->dtype = t->dtype;
-        w->ndim = t->ndim;
-        memcpy(w->shape, t->shape, sizeof w->shape);
-        w->bytes = t->end - t->begin;
-        wf->data[i] = ts_st_data(wf->st, t);
+        set_info(wf, i, t->name, t->dtype, t->ndim, t->shape, t->end - t->begin, ts_st_data(wf->st, t));
     }
 }
 
@@ -67,13 +73,7 @@ static int info_from_gguf(ts_weights *wf)
 {
     for (size_t i = 0; i < wf->count; i++) {
         const ts_gguf_tensor *t = ts_gguf_at(wf->gguf, i);
-        ts_weight_info *w = &wf->info[i];
-        w->name = t->name;
-        w->dtype = t->dtype;
-        w->ndim = t->ndim;
-        memcpy(w->shape, t->shape, sizeof t->shape);
-        w->bytes = t->bytes;
-        wf->data[i] = ts_gguf_data(wf->gguf, t);
+        set_info(wf, i, t->name, t->dtype, t->ndim, t->shape, t->bytes, ts_gguf_data(wf->gguf, t));
     }
     for (size_t k = 0; k < ts_gguf_kv_count(wf->gguf); k++) {
         const ts_gguf_kv *kv = ts_gguf_kv_at(wf->gguf, k);
