@@ -261,7 +261,7 @@ static void test_quantisers(void)
     roundtrip(TS_DTYPE_Q6_K, 4096, 1.25 / 32, 0.03);
 
     float x[256] = {0}, y[256];
-    unsigned char q[256];
+    unsigned char q[8 * 34]; /* the largest: 256 weights of Q8_0 */
     for (int k = 0; k < 4; k++) { /* all-zero input stays zero */
         ts_dtype t = (ts_dtype[]){TS_DTYPE_Q8_0, TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_Q6_K}[k];
         CHECK(ts_quantize_supported(t));
