@@ -145,6 +145,9 @@ static void test_malformed_tensors(void)
     header(3, 1, 0);
     tinfo("w", 3, (uint64_t[]){0, 1ull << 40, 1ull << 40}, TS_GGML_F32, 0);
     expect_fail("dims_overflow_zero", TS_ERR_FORMAT, "shape overflows");
+    header(3, 1, 0); /* 2^62 f32 values: the element count fits, the byte size does not */
+    tinfo("w", 2, (uint64_t[]){32, 1ull << 57}, TS_GGML_F32, 0);
+    expect_fail("bytes_overflow", TS_ERR_FORMAT, "tensor \"w\": byte size overflows");
     header(3, 1, 0);
     tinfo("w", 1, (uint64_t[]){UINT64_MAX}, TS_GGML_F32, 0);
     expect_fail("dim_negative", TS_ERR_FORMAT, "shape overflows");

@@ -317,8 +317,8 @@ static int read_tensor_info(cursor *c, ts_gguf_tensor *t)
     if (t->ndim > 0 && t->ne[0] % block != 0)
         return ts_fail(TS_ERR_FORMAT, "row length %lld is not a multiple of the %s block length %lld",
                        (long long)t->ne[0], ts_dtype_name(t->dtype), (long long)block);
-    /* numel fits in int64 (read_dims), so numel / block x block bytes fits in u64. */
-    t->bytes = ts_dtype_bytes(t->dtype, ts_gguf_numel(t));
+    if (__builtin_mul_overflow(ts_gguf_numel(t) / (uint64_t)block, (uint64_t)ts_dtype_block_bytes(t->dtype), &t->bytes))
+        return ts_fail(TS_ERR_FORMAT, "byte size overflows 64 bits");
     return 0;
 }
 
