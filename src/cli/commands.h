@@ -7,6 +7,7 @@
 #ifndef TS_CLI_COMMANDS_H
 #define TS_CLI_COMMANDS_H
 
+int cmd_convert(int argc, char **argv);
 int cmd_golden(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

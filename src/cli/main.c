@@ -10,6 +10,7 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
+    {"convert", cmd_convert, "convert a checkpoint between safetensors and GGUF, quantising it"},
     {"golden", cmd_golden, "check the engine against golden reference cases"},
     {"info", cmd_info, "show a checkpoint's tensors, dtypes, model family and metadata"},
     {"bench", cmd_bench, "measure kernel and model speed and memory on this machine"},

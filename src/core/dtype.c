@@ -6,6 +6,7 @@
 #include "core/dtype.h"
 
 #include "core/cpu.h"
+#include "core/quant.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -13,26 +14,45 @@
 
 static const struct {
     const char *name;
-    size_t size;
+    size_t size;      /* bytes per block */
+    int64_t block;    /* weights per block */
 } dtype_info[TS_DTYPE_COUNT] = {
-    [TS_DTYPE_F32] = {"F32", 4},         [TS_DTYPE_F16] = {"F16", 2},
-    [TS_DTYPE_BF16] = {"BF16", 2},       [TS_DTYPE_F64] = {"F64", 8},
-    [TS_DTYPE_F8_E4M3] = {"F8_E4M3", 1}, [TS_DTYPE_F8_E5M2] = {"F8_E5M2", 1},
-    [TS_DTYPE_I64] = {"I64", 8},         [TS_DTYPE_I32] = {"I32", 4},
-    [TS_DTYPE_I16] = {"I16", 2},         [TS_DTYPE_I8] = {"I8", 1},
-    [TS_DTYPE_U64] = {"U64", 8},         [TS_DTYPE_U32] = {"U32", 4},
-    [TS_DTYPE_U16] = {"U16", 2},         [TS_DTYPE_U8] = {"U8", 1},
-    [TS_DTYPE_BOOL] = {"BOOL", 1},
+    [TS_DTYPE_F32] = {"F32", 4, 1},         [TS_DTYPE_F16] = {"F16", 2, 1},
+    [TS_DTYPE_BF16] = {"BF16", 2, 1},       [TS_DTYPE_F64] = {"F64", 8, 1},
+    [TS_DTYPE_F8_E4M3] = {"F8_E4M3", 1, 1}, [TS_DTYPE_F8_E5M2] = {"F8_E5M2", 1, 1},
+    [TS_DTYPE_I64] = {"I64", 8, 1},         [TS_DTYPE_I32] = {"I32", 4, 1},
+    [TS_DTYPE_I16] = {"I16", 2, 1},         [TS_DTYPE_I8] = {"I8", 1, 1},
+    [TS_DTYPE_U64] = {"U64", 8, 1},         [TS_DTYPE_U32] = {"U32", 4, 1},
+    [TS_DTYPE_U16] = {"U16", 2, 1},         [TS_DTYPE_U8] = {"U8", 1, 1},
+    [TS_DTYPE_BOOL] = {"BOOL", 1, 1},
+    [TS_DTYPE_Q8_0] = {"Q8_0", 34, 32},  [TS_DTYPE_Q4_0] = {"Q4_0", 18, 32},
+    [TS_DTYPE_Q4_1] = {"Q4_1", 20, 32},  [TS_DTYPE_Q5_0] = {"Q5_0", 22, 32},
+    [TS_DTYPE_Q5_1] = {"Q5_1", 24, 32},  [TS_DTYPE_Q4_K] = {"Q4_K", 144, 256},
+    [TS_DTYPE_Q5_K] = {"Q5_K", 176, 256}, [TS_DTYPE_Q6_K] = {"Q6_K", 210, 256},
 };
 
-size_t ts_dtype_size(ts_dtype t) { return (unsigned)t < TS_DTYPE_COUNT ? dtype_info[t].size : 0; }
+int ts_dtype_is_block(ts_dtype t) { return (unsigned)t < TS_DTYPE_COUNT && dtype_info[t].block > 1; }
+
+size_t ts_dtype_size(ts_dtype t)
+{
+    return (unsigned)t < TS_DTYPE_COUNT && !ts_dtype_is_block(t) ? dtype_info[t].size : 0;
+}
+
+int64_t ts_dtype_block_len(ts_dtype t) { return ts_dtype_is_block(t) ? dtype_info[t].block : 1; }
+
+size_t ts_dtype_block_bytes(ts_dtype t) { return (unsigned)t < TS_DTYPE_COUNT ? dtype_info[t].size : 0; }
+
+uint64_t ts_dtype_bytes(ts_dtype t, uint64_t n)
+{
+    return n / (uint64_t)ts_dtype_block_len(t) * ts_dtype_block_bytes(t);
+}
 
 const char *ts_dtype_name(ts_dtype t) { return (unsigned)t < TS_DTYPE_COUNT ? dtype_info[t].name : "?"; }
 
 int ts_dtype_from_name(const char *name, ts_dtype *out)
 {
     for (int t = 0; t < TS_DTYPE_COUNT; t++)
-        if (strcmp(name, dtype_info[t].name) == 0) {
+        if (!ts_dtype_is_block((ts_dtype)t) && strcmp(name, dtype_info[t].name) == 0) {
             *out = (ts_dtype)t;
             return 0;
         }
@@ -42,7 +62,7 @@ int ts_dtype_from_name(const char *name, ts_dtype *out)
 int ts_dtype_is_float(ts_dtype t)
 {
     return t == TS_DTYPE_F32 || t == TS_DTYPE_F16 || t == TS_DTYPE_BF16 || t == TS_DTYPE_F64 ||
-           t == TS_DTYPE_F8_E4M3 || t == TS_DTYPE_F8_E5M2;
+           t == TS_DTYPE_F8_E4M3 || t == TS_DTYPE_F8_E5M2 || ts_dtype_is_block(t);
 }
 
 static float bits_to_f32(uint32_t u)
@@ -229,7 +249,12 @@ void ts_to_f32(ts_dtype t, const void *src, float *dst, size_t n)
             return;
         }
         break;
-    default: break;
+    default:
+        if (ts_dtype_is_block(t)) {
+            ts_dequantize(t, src, dst, n);
+            return;
+        }
+        break;
     }
     /* Rare types and unaligned 16-bit floats: element by element, unaligned-safe. */
     const unsigned char *p = src;

@@ -2,6 +2,9 @@
 #include "core/tensor.h"
 
 #include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
 
 /* -1 for a negative dim or a product past INT64_MAX, so callers can size-check without UB. */
 static int64_t shape_product(int ndim, const int64_t *shape, int from)
@@ -31,7 +34,8 @@ void ts_weight_row_f32(const ts_weight *w, int64_t r, float *dst)
 {
     int64_t len = ts_weight_row_len(w);
     const unsigned char *base = w->data;
-    ts_to_f32(w->dtype, base + (size_t)(r * len) * ts_dtype_size(w->dtype), dst, (size_t)len);
+    /* A block type's rows are whole blocks, so the row starts at a block boundary. */
+    ts_to_f32(w->dtype, base + ts_dtype_bytes(w->dtype, (uint64_t)(r * len)), dst, (size_t)len);
 }
 
 void ts_weight_to_f32(const ts_weight *w, float *dst)
@@ -47,4 +51,33 @@ const char *ts_shape_str(char *buf, int buf_size, int ndim, const int64_t *shape
     if (used < buf_size)
         snprintf(buf + used, (size_t)(buf_size - used), "]");
     return buf;
+}
+
+int ts_weight_make(const char *path, const char *name, ts_dtype dtype, int ndim, const int64_t *shape,
+                   const void *data, ts_weight *out)
+{
+    if (ndim > TS_MAX_DIMS)
+        return ts_fail(TS_ERR_MODEL, "%s: tensor \"%s\" has %d dimensions, at most %d expected", path, name, ndim,
+                       TS_MAX_DIMS);
+    if (!ts_dtype_is_float(dtype))
+        return ts_fail(TS_ERR_MODEL, "%s: tensor \"%s\" has dtype %s, a floating type expected", path, name,
+                       ts_dtype_name(dtype));
+    out->dtype = dtype;
+    out->ndim = ndim;
+    memcpy(out->shape, shape, (size_t)ndim * sizeof shape[0]);
+    out->data = data;
+    return 0;
+}
+
+int ts_weight_expect_shape(const ts_weight *w, const char *path, const char *prefix, const char *name, int ndim,
+                           const int64_t *shape)
+{
+    int ok = w->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++)
+        ok = shape[d] < 0 || shape[d] == w->shape[d];
+    if (ok)
+        return 0;
+    char got[96], want[96];
+    return ts_fail(TS_ERR_MODEL, "%s: tensor \"%s%s\" has shape %s, expected %s", path, prefix ? prefix : "", name,
+                   ts_shape_str(got, sizeof got, w->ndim, w->shape), ts_shape_str(want, sizeof want, ndim, shape));
 }

@@ -37,10 +37,21 @@ int64_t ts_weight_numel(const ts_weight *w);
 /* Number of elements per outer row: the product of all dims but the first. */
 int64_t ts_weight_row_len(const ts_weight *w);
 
-/* Copies row r of a weight (dims after the first, flattened) into dst as f32. */
+/* Copies row r of a weight (dims after the first, flattened) into dst as f32.  For a
+ * block type the row length is a multiple of the block length (GGUF guarantees it). */
 void ts_weight_row_f32(const ts_weight *w, int64_t r, float *dst);
 /* Widens a whole weight (any dtype) into dst, numel floats. */
 void ts_weight_to_f32(const ts_weight *w, float *dst);
+
+/* Fills a weight view of a stored tensor after the checks every loader makes: at most
+ * TS_MAX_DIMS dims and a floating (or block) dtype.  Fails with TS_ERR_MODEL naming
+ * path and name otherwise. */
+int ts_weight_make(const char *path, const char *name, ts_dtype dtype, int ndim, const int64_t *shape,
+                   const void *data, ts_weight *out);
+/* TS_ERR_MODEL naming path and prefix + name unless w has ndim dims equal to shape
+ * (a dim of -1 in shape matches anything). */
+int ts_weight_expect_shape(const ts_weight *w, const char *path, const char *prefix, const char *name, int ndim,
+                           const int64_t *shape);
 
 /* Formats a shape as "[2, 77, 768]" into buf (for error messages). */
 const char *ts_shape_str(char *buf, int buf_size, int ndim, const int64_t *shape);

@@ -2,58 +2,32 @@
 #include "io/safetensors.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/error.h"
+#include "io/mapfile.h"
+#include "io/name_index.h"
 
 struct ts_safetensors {
     char *path;
+    ts_mapped_file map;         /* empty when parsing a caller's buffer */
     const unsigned char *bytes; /* the whole file */
     uint64_t size;
-    int mapped;
     const unsigned char *data; /* first byte after the header */
     uint64_t data_size;
     ts_st_tensor *tensors;
     size_t count;
     char *names; /* one pool for every name */
-    int32_t *slots; /* hash table of tensor indices, -1 = empty */
-    size_t slot_mask;
+    ts_name_index index;
     char **meta_keys, **meta_values;
     size_t meta_count;
 };
 
-static uint64_t hash_name(const char *a, size_t alen, const char *b)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < alen; i++)
-        h = (h ^ (unsigned char)a[i]) * 1099511628211ull;
-    for (; *b; b++)
-        h = (h ^ (unsigned char)*b) * 1099511628211ull;
-    return h;
-}
-
-/* True when prefix+name equals the stored full name. */
-static int name_matches(const char *full, const char *prefix, size_t plen, const char *name)
-{
-    return strncmp(full, prefix, plen) == 0 && strcmp(full + plen, name) == 0;
-}
-
 static const ts_st_tensor *lookup(const ts_safetensors *st, const char *prefix, const char *name)
 {
-    size_t plen = strlen(prefix);
-    for (size_t s = hash_name(prefix, plen, name) & st->slot_mask;; s = (s + 1) & st->slot_mask) {
-        int32_t i = st->slots[s];
-        if (i < 0)
-            return NULL;
-        if (name_matches(st->tensors[i].name, prefix, plen, name))
-            return &st->tensors[i];
-    }
+    return ts_name_index_find(&st->index, prefix, name);
 }
 
 static int compare_by_offset(const void *a, const void *b)
@@ -147,27 +121,6 @@ static int parse_metadata(ts_safetensors *st, const cJSON *meta)
     return 0;
 }
 
-static int build_index(ts_safetensors *st)
-{
-    size_t slots = 16;
-    while (slots < st->count * 2)
-        slots <<= 1;
-    st->slots = malloc(slots * sizeof *st->slots);
-    if (!st->slots)
-        return ts_fail(TS_ERR_NOMEM, "out of memory indexing %zu tensors", st->count);
-    memset(st->slots, 0xff, slots * sizeof *st->slots);
-    st->slot_mask = slots - 1;
-    for (size_t i = 0; i < st->count; i++) {
-        const char *name = st->tensors[i].name;
-        size_t s = hash_name("", 0, name) & st->slot_mask;
-        for (; st->slots[s] >= 0; s = (s + 1) & st->slot_mask)
-            if (strcmp(st->tensors[st->slots[s]].name, name) == 0)
-                return ts_fail(TS_ERR_FORMAT, "tensor \"%s\" appears twice in the header", name);
-        st->slots[s] = (int32_t)i;
-    }
-    return 0;
-}
-
 static int check_overlaps(const ts_safetensors *st)
 {
     uint64_t covered = 0;
@@ -246,7 +199,12 @@ static int parse_header(ts_safetensors *st)
         return rc;
     qsort(st->tensors, st->count, sizeof *st->tensors, compare_by_offset);
     rc = check_overlaps(st);
-    return rc ? rc : build_index(st);
+    if (rc == 0)
+        rc = ts_name_index_build(&st->index, st->tensors, st->count, sizeof *st->tensors,
+                                 offsetof(ts_st_tensor, name));
+    if (rc == TS_ERR_FORMAT)
+        ts_fail_context(rc, "header: "); /* "tensor X appears twice" */
+    return rc;
 }
 
 static int finish_open(ts_safetensors *st, ts_safetensors **out)
@@ -269,33 +227,13 @@ int ts_st_open(const char *path, ts_safetensors **out)
         free(st);
         return ts_fail(TS_ERR_NOMEM, "out of memory opening %s", path);
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        int err = errno;
-        if (fd >= 0)
-            close(fd);
+    int rc = ts_map_file(path, &st->map);
+    if (rc != 0) {
         ts_st_close(st);
-        return ts_fail(TS_ERR_IO, "%s: cannot open: %s", path, strerror(err));
+        return rc;
     }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        ts_st_close(st);
-        return ts_fail(TS_ERR_IO, "%s: not a regular file", path);
-    }
-    st->size = (uint64_t)sb.st_size;
-    if (st->size > 0) {
-        void *p = mmap(NULL, st->size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) {
-            int err = errno;
-            close(fd);
-            ts_st_close(st);
-            return ts_fail(TS_ERR_IO, "%s: cannot map: %s", path, strerror(err));
-        }
-        st->bytes = p;
-        st->mapped = 1;
-    }
-    close(fd);
+    st->bytes = st->map.bytes;
+    st->size = st->map.size;
     return finish_open(st, out);
 }
 
@@ -316,8 +254,7 @@ void ts_st_close(ts_safetensors *st)
 {
     if (!st)
         return;
-    if (st->mapped)
-        munmap((void *)st->bytes, st->size);
+    ts_unmap_file(&st->map);
     for (size_t i = 0; i < st->meta_count; i++) {
         free(st->meta_keys[i]);
         free(st->meta_values[i]);
@@ -326,7 +263,7 @@ void ts_st_close(ts_safetensors *st)
     free(st->meta_values);
     free(st->tensors);
     free(st->names);
-    free(st->slots);
+    ts_name_index_free(&st->index);
     free(st->path);
     free(st);
 }
@@ -375,33 +312,12 @@ int ts_st_weight(const ts_safetensors *st, const char *prefix, const char *name,
     const ts_st_tensor *t = lookup(st, prefix, name);
     if (!t)
         return ts_fail(TS_ERR_MODEL, "%s: missing tensor \"%s%s\"", st->path, prefix, name);
-    if (t->ndim > TS_MAX_DIMS)
-        return ts_fail(TS_ERR_MODEL, "%s: tensor \"%s\" has %d dimensions, at most %d expected", st->path, t->name,
-                       t->ndim, TS_MAX_DIMS);
-    if (!ts_dtype_is_float(t->dtype))
-        return ts_fail(TS_ERR_MODEL, "%s: tensor \"%s\" has dtype %s, a floating type expected", st->path, t->name,
-                       ts_dtype_name(t->dtype));
-    out->dtype = t->dtype;
-    out->ndim = t->ndim;
-    for (int d = 0; d < t->ndim; d++)
-        out->shape[d] = t->shape[d];
-    out->data = ts_st_data(st, t);
-    return 0;
+    return ts_weight_make(st->path, t->name, t->dtype, t->ndim, t->shape, ts_st_data(st, t), out);
 }
 
 int ts_st_weight_shaped(const ts_safetensors *st, const char *prefix, const char *name, int ndim,
                         const int64_t *shape, ts_weight *out)
 {
     int rc = ts_st_weight(st, prefix, name, out);
-    if (rc != 0)
-        return rc;
-    int ok = out->ndim == ndim;
-    for (int d = 0; ok && d < ndim; d++)
-        ok = shape[d] < 0 || shape[d] == out->shape[d];
-    if (!ok) {
-        char got[96], want[96];
-        return ts_fail(TS_ERR_MODEL, "%s: tensor \"%s%s\" has shape %s, expected %s", st->path, prefix ? prefix : "",
-                       name, ts_shape_str(got, sizeof got, out->ndim, out->shape), ts_shape_str(want, sizeof want, ndim, shape));
-    }
-    return 0;
+    return rc ? rc : ts_weight_expect_shape(out, st->path, prefix, name, ndim, shape);
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "core/tensor.h"
+#include "io/writer.h"
 
 #define TS_ST_MAX_DIMS 8
 /* Real headers are at most a few MB (SDXL: ~0.3 MB); anything far larger is corrupt. */
@@ -61,5 +62,11 @@ int ts_st_weight(const ts_safetensors *st, const char *prefix, const char *name,
 /* Same, and checks the shape: a dim of -1 in `shape` matches anything. */
 int ts_st_weight_shaped(const ts_safetensors *st, const char *prefix, const char *name, int ndim,
                         const int64_t *shape, ts_weight *out);
+
+/* Writes a safetensors file to path (through path + ".tmp" and a rename).  meta_keys
+ * and meta_values (nmeta strings each) become "__metadata__"; block types cannot be
+ * stored.  Tensor data is aligned to 8 bytes. */
+int ts_st_write(const char *path, const char *const *meta_keys, const char *const *meta_values, size_t nmeta,
+                const ts_out_tensor *t, size_t n, ts_tensor_fill fill, void *ctx);
 
 #endif
