@@ -8,6 +8,7 @@
 #define TS_CLI_COMMANDS_H
 
 int cmd_golden(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_upscale(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"golden", cmd_golden, "check the engine against golden reference cases"},
+    {"bench", cmd_bench, "measure kernel speed on this machine (tessera bench ops)"},
     {"upscale", cmd_upscale, "super-resolve a photo x2..x8 (RDN/RRDN models from UpscalerJS)"},
 };
 

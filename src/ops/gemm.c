@@ -11,6 +11,7 @@
  */
 #include "ops/gemm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,9 +56,13 @@ static void pack_rows(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0
 static void pack_cols(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width, float *dst)
 {
     const float *base = (const float *)op->data + k0 * op->ld + r0;
-    for (int64_t k = 0; k < kc; k++, dst += width) {
-        memcpy(dst, base + k * op->ld, (size_t)rows * sizeof(float));
-        memset(dst + rows, 0, (size_t)(width - rows) * sizeof(float));
+    for (int64_t k = 0; k < kc; k++, dst += width) { /* loops, not memcpy: rows is 6 to 32 */
+        const float *src = base + k * op->ld;
+        int64_t i = 0;
+        for (; i < rows; i++)
+            dst[i] = src[i];
+        for (; i < width; i++)
+            dst[i] = 0.0f;
     }
 }
 
@@ -109,11 +114,12 @@ static void pack_im2col(const ts_operand *op, int64_t r0, int64_t rows, int64_t 
 
 void ts_pack_panels(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width, float *dst)
 {
+    ts_pack_fn fast = ts_gemm_kernel_get()->pack_rows;
     for (int64_t p = 0; p < rows; p += width, dst += width * kc) {
         int64_t n = min64(width, rows - p);
         switch (op->kind) {
         case TS_OPND_ROWS:
-            pack_rows(op, r0 + p, n, k0, kc, width, dst);
+            (fast && width <= 32 ? fast : pack_rows)(op, r0 + p, n, k0, kc, width, dst);
             break;
         case TS_OPND_COLS:
             pack_cols(op, r0 + p, n, k0, kc, width, dst);
@@ -149,6 +155,29 @@ void ts_gemm_macro(const ts_gemm_kernel *kern, int64_t m, int64_t n, int64_t kc,
     }
 }
 
+/* Pack buffers live as long as their thread and only grow: a fresh multi-megabyte
+ * buffer per call would cost a page fault per 4 KB, several percent of a GEMM. */
+typedef struct {
+    float *p;
+    size_t n;
+} scratch;
+
+static _Thread_local scratch a_scratch, b_scratch;
+
+static float *scratch_get(scratch *s, size_t n)
+{
+    if (s->n < n) {
+        free(s->p);
+        s->p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+        if (!s->p) {
+            fprintf(stderr, "tessera: out of memory for a %zu-float GEMM pack buffer\n", n);
+            abort();
+        }
+        s->n = n;
+    }
+    return s->p;
+}
+
 typedef struct {
     const ts_gemm_kernel *kern;
     const ts_operand *A, *B;
@@ -159,9 +188,10 @@ typedef struct {
     int64_t jc, nc, pc, kc;
     int accumulate;
     float *bp;
-    /* tiles: m blocks of kern->mc rows times column slices of slice_w */
+    /* tiles: m blocks of mc rows times column slices of slice_w */
+    int64_t mc;
     int64_t slices, slice_w;
-    float **ap; /* one A block per worker */
+    size_t ap_floats; /* each thread packs its A block into its own a_scratch */
 } gemm_job;
 
 static void pack_b_panels(void *ctx, int64_t begin, int64_t end, int worker)
@@ -178,22 +208,22 @@ static void run_tiles(void *ctx, int64_t begin, int64_t end, int worker)
     gemm_job *j = ctx;
     const ts_gemm_kernel *kern = j->kern;
     int64_t packed = -1;
+    float *ap = scratch_get(&a_scratch, j->ap_floats);
+    (void)worker;
     for (int64_t t = begin; t < end; t++) {
         int64_t mb = t / j->slices, s = t % j->slices;
-        int64_t i0 = mb * kern->mc, m = min64(kern->mc, j->M - i0);
+        int64_t i0 = mb * j->mc, m = min64(j->mc, j->M - i0);
         if (mb != packed) {
-            ts_pack_panels(j->A, i0, m, j->pc, j->kc, kern->mr, j->ap[worker]);
+            ts_pack_panels(j->A, i0, m, j->pc, j->kc, kern->mr, ap);
             packed = mb;
         }
         int64_t c0 = s * j->slice_w, n = min64(j->slice_w, j->nc - c0);
         if (n <= 0)
             continue;
-        ts_gemm_macro(kern, m, n, j->kc, j->ap[worker], j->bp + c0 * j->kc, j->C + i0 * j->ldc + j->jc + c0, j->ldc,
+        ts_gemm_macro(kern, m, n, j->kc, ap, j->bp + c0 * j->kc, j->C + i0 * j->ldc + j->jc + c0, j->ldc,
                       j->alpha, j->accumulate);
     }
 }
-
-static void *alloc_floats(size_t n) { return aligned_alloc(64, ((n * sizeof(float)) + 63) / 64 * 64); }
 
 void ts_gemm_run(int64_t M, int64_t N, int64_t K, const ts_operand *A, const ts_operand *B, float alpha, float *C,
                  int64_t ldc, int accumulate)
@@ -208,14 +238,17 @@ void ts_gemm_run(int64_t M, int64_t N, int64_t K, const ts_operand *A, const ts_
     }
     const ts_gemm_kernel *kern = ts_gemm_kernel_get();
     int threads = ts_threads_get();
-    int64_t kc_max = min64(kern->kc, K), nc_max = min64(kern->nc, N);
+    /* Equal k blocks (K = 320 as 320, not 256 + 64: a short block pays C's load and store for little work). */
+    int64_t kblocks = (K + kern->kc - 1) / kern->kc;
+    int64_t kc_max = (K + kblocks - 1) / kblocks, nc_max = min64(kern->nc, N);
     gemm_job j = {.kern = kern, .A = A, .B = B, .M = M, .N = N, .alpha = alpha, .C = C, .ldc = ldc};
-    j.bp = alloc_floats(ts_pack_floats(nc_max, kc_max, kern->nr));
-    j.ap = malloc((size_t)threads * sizeof *j.ap);
-    for (int t = 0; t < threads; t++)
-        j.ap[t] = alloc_floats(ts_pack_floats(min64(kern->mc, M), kc_max, kern->mr));
+    j.bp = scratch_get(&b_scratch, ts_pack_floats(nc_max, kc_max, kern->nr));
+    /* Equal m blocks too, whole panels each: M = 154 is one block of 156, not 144 + 10
+     * (a 10-row block would stream all of B from L3 for two micro-panels). */
+    int64_t mblocks = (M + kern->mc - 1) / kern->mc, mr = kern->mr;
+    j.mc = ((M + mblocks - 1) / mblocks + mr - 1) / mr * mr;
+    j.ap_floats = ts_pack_floats(j.mc, kc_max, kern->mr);
 
-    int64_t mblocks = (M + kern->mc - 1) / kern->mc;
     for (j.jc = 0; j.jc < N; j.jc += j.nc) {
         j.nc = min64(nc_max, N - j.jc);
         /* Enough tiles for a few per thread, each slice at least 4 panels wide. */
@@ -233,10 +266,6 @@ void ts_gemm_run(int64_t M, int64_t N, int64_t K, const ts_operand *A, const ts_
             ts_parallel_for(mblocks * j.slices, 1, run_tiles, &j);
         }
     }
-    for (int t = 0; t < threads; t++)
-        free(j.ap[t]);
-    free(j.ap);
-    free(j.bp);
 }
 
 void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const ts_weight *bias, float *C,

@@ -45,11 +45,16 @@ typedef struct {
 typedef void (*ts_microkernel_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, float alpha,
                                   int accumulate);
 
+/* Packs one panel (rows <= width) of a TS_OPND_ROWS operand; see ts_pack_panels. */
+typedef void (*ts_pack_fn)(const ts_operand *op, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width,
+                           float *dst);
+
 typedef struct {
     const char *name;
     int mr, nr;
     int64_t mc, kc, nc; /* cache blocks: A block mc x kc stays in L2, B block kc x nc in L3 */
     ts_microkernel_fn fn;
+    ts_pack_fn pack_rows; /* a vector transposer for TS_OPND_ROWS, or NULL for the portable one */
 } ts_gemm_kernel;
 
 /* The kernel in use (the best the CPU supports unless ts_gemm_select chose another). */
