@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ts_image img, rgb;
-    ts_image_read_opts opts = {.max_pixels = (int64_t)1 << 22};
+    ts_image_read_opts opts = {.max_pixels = (int64_t)1 << 20};
     if (ts_image_decode_memory(data, size, &opts, &img) != 0)
         return 0;
     if (ts_image_convert(&img, 3, 8, &rgb) == 0)

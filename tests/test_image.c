@@ -1,9 +1,10 @@
 /*
  * Image I/O: exact PNG round trips for every layout, JPEG within a tolerance,
  * files built directly with libpng/libjpeg (palette, tRNS, low bit depth,
- * interlace, CMYK) decoded against expected pixels computed here, the parameters
- * chunk in both its Latin-1 and UTF-8 forms, and bad input (truncations, absurd
- * headers, random bytes, bad names) failing cleanly.
+ * interlace, CMYK, Exif orientation) decoded against expected pixels computed here,
+ * the parameters text in PNG (Latin-1 tEXt and UTF-8 iTXt) and JPEG (Exif
+ * UserComment), and bad input (truncations, absurd headers, random bytes, bad names)
+ * failing cleanly.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -227,7 +228,8 @@ static void test_png_low_bit_gray_and_interlaced(void)
     for (int y = 0; y < H && rc == TS_OK; y++)
         for (int x = 0; x < W; x++)
             for (int c = 0; c < 3; c++)
-                bad += sample_at(&img, ((size_t)y * W + (size_t)x) * 3 + (size_t)c) != (unsigned)(x * 1000 + y * 10 + c);
+                bad += sample_at(&img, ((size_t)y * W + (size_t)x) * 3 + (size_t)c) !=
+                       (unsigned)(x * 1000 + y * 10 + c);
     CHECK_MSG(bad == 0, "%d samples differ", bad);
     ts_image_free(&img);
 
@@ -265,7 +267,7 @@ static void test_jpeg_roundtrip(void)
         CHECK(ts_image_alloc(&img, 67, 45, channels, 8) == TS_OK);
         fill_smooth(&img);
         const char *path = scratch(channels == 1 ? "gray.jpg" : "rgb.JPEG");
-        ts_image_write_opts opts = {.jpeg_quality = 95, .parameters = "ignored for JPEG"};
+        ts_image_write_opts opts = {.jpeg_quality = 95};
         int rc = ts_image_write(path, &img, &opts);
         CHECK_MSG(rc == TS_OK, "%s", ts_error_message());
         rc = ts_image_read(path, &back);
@@ -275,6 +277,7 @@ static void test_jpeg_roundtrip(void)
             int max_diff;
             double mad = mean_abs_diff(&img, &back, &max_diff);
             CHECK_MSG(mad < 1.5 && max_diff <= 16, "mean %.3f max %d", mad, max_diff);
+            CHECK(back.parameters == NULL);
         }
         ts_image_free(&img);
         ts_image_free(&back);
@@ -380,6 +383,126 @@ static void test_jpeg_cmyk_becomes_rgb(void)
             CHECK_MSG(abs(p[((size_t)y * W + 3) * 3 + (size_t)ch] - want[ch]) <= 3, "y %d ch %d: %d vs %d", y, ch,
                       p[((size_t)y * W + 3) * 3 + (size_t)ch], want[ch]);
     }
+    ts_image_free(&img);
+}
+
+/* Writes a gray JPEG with libjpeg directly, with an APP1 payload. */
+static void write_jpeg_with_app1(const char *path, const unsigned char *gray, int w, int h, const unsigned char *app1,
+                                 unsigned app1_size)
+{
+    FILE *f = fopen(path, "wb");
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr err;
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = 1;
+    c.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 95, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    jpeg_write_marker(&c, JPEG_APP0 + 1, app1, app1_size);
+    for (int y = 0; y < h; y++) {
+        JSAMPROW r = (JSAMPROW)(gray + (size_t)y * (size_t)w);
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    fclose(f);
+}
+
+static void test_jpeg_orientation(void)
+{
+    /* Stored 32x16 picture in quadrants TL 0, TR 80, BL 160, BR 240; for each Exif
+     * orientation, the quadrants as a viewer shows them upright. */
+    enum { W = 32, H = 16 };
+    static unsigned char gray[H * W];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            gray[y * W + x] = (unsigned char)(80 * (x >= W / 2) + 160 * (y >= H / 2));
+    static const int upright[9][4] = {
+        {0}, {0, 80, 160, 240}, {80, 0, 240, 160}, {240, 160, 80, 0}, {160, 240, 0, 80},
+        {0, 160, 80, 240}, {160, 0, 240, 80}, {240, 80, 160, 0}, {80, 240, 0, 160},
+    };
+    const char *path = scratch("orient.jpg");
+    for (int o = 1; o <= 8; o++) {
+        const unsigned char exif[] = {'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0, /* IFD0 at 8 */
+                                      1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, (unsigned char)o, 0, 0, 0, 0, 0, 0, 0};
+        write_jpeg_with_app1(path, gray, W, H, exif, sizeof exif);
+        ts_image img;
+        int rc = ts_image_read(path, &img);
+        CHECK_MSG(rc == TS_OK, "%s", ts_error_message());
+        if (rc != TS_OK)
+            continue;
+        int ow = o >= 5 ? H : W, oh = o >= 5 ? W : H;
+        CHECK_MSG(img.width == ow && img.height == oh, "orientation %d: %dx%d", o, img.width, img.height);
+        const uint8_t *p = img.data;
+        for (int q = 0; q < 4 && img.width == ow; q++) {
+            int x = (q % 2 ? 3 : 1) * ow / 4, y = (q / 2 ? 3 : 1) * oh / 4;
+            CHECK_MSG(abs(p[y * ow + x] - upright[o][q]) <= 6, "orientation %d quadrant %d: %d, want %d", o, q,
+                      p[y * ow + x], upright[o][q]);
+        }
+        ts_image_free(&img);
+    }
+}
+
+static void test_jpeg_parameters(void)
+{
+    ts_image img, back;
+    CHECK(ts_image_alloc(&img, 16, 8, 3, 8) == TS_OK);
+    fill_smooth(&img);
+    const char *path = scratch("params.jpg");
+    /* ASCII, Latin-1, CJK and an emoji (a UTF-16 surrogate pair). */
+    const char *text = "a cat, \xc3\xa9t\xc3\xa9\nSteps: 20, Seed: 42 \xe7\x8c\xab\xf0\x9f\x90\x88";
+    CHECK(ts_image_write(path, &img, &(ts_image_write_opts){.parameters = text}) == TS_OK);
+    CHECK(ts_image_read(path, &back) == TS_OK);
+    CHECK_MSG(back.parameters && strcmp(back.parameters, text) == 0, "read back \"%s\"",
+              back.parameters ? back.parameters : "(null)");
+    ts_image_free(&back);
+
+    /* The bytes follow piexif's layout: big-endian TIFF, UNICODE prefix, UTF-16BE. */
+    size_t size;
+    unsigned char *bytes = slurp(path, &size);
+    static const unsigned char want[] = {'U', 'N', 'I', 'C', 'O', 'D', 'E', 0, 0, 'a', 0, ' ', 0, 'c'};
+    int found = 0;
+    for (size_t i = 0; bytes && i + sizeof want <= size; i++)
+        found |= memcmp(bytes + i, want, sizeof want) == 0;
+    CHECK(found && bytes && memcmp(bytes + 2, "\xff\xe0", 2) == 0); /* JFIF first, then Exif */
+    free(bytes);
+
+    /* Too long for one marker segment: a clear error, no file. */
+    char *long_text = malloc(40000);
+    memset(long_text, 'x', 39999);
+    long_text[39999] = '\0';
+    const char *lpath = scratch("long.jpg");
+    unlink(lpath);
+    CHECK(ts_image_write(lpath, &img, &(ts_image_write_opts){.parameters = long_text}) == TS_ERR_LIMIT);
+    CHECK(!file_exists(lpath) && no_temp_left(lpath));
+    free(long_text);
+
+    /* A little-endian Exif block with an ASCII comment, as other tools write it. */
+    static const unsigned char le[] = {
+        'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0,  /* header, IFD0 at 8 */
+        1, 0, 0x69, 0x87, 4, 0, 1, 0, 0, 0, 26, 0, 0, 0, 0, 0, 0, 0, /* Exif IFD at 26 */
+        1, 0, 0x86, 0x92, 7, 0, 11, 0, 0, 0, 44, 0, 0, 0, 0, 0, 0, 0, /* 11 bytes at 44 */
+        'A', 'S', 'C', 'I', 'I', 0, 0, 0, 'h', 'e', 'y'};
+    static const unsigned char black[64];
+    write_jpeg_with_app1(path, black, 8, 8, le, sizeof le);
+    CHECK(ts_image_read(path, &back) == TS_OK);
+    CHECK_MSG(back.parameters && strcmp(back.parameters, "hey") == 0, "got \"%s\"",
+              back.parameters ? back.parameters : "(null)");
+    ts_image_free(&back);
+
+    /* A broken Exif block (offset past its end) is ignored; the picture still loads. */
+    unsigned char broken[sizeof le];
+    memcpy(broken, le, sizeof le);
+    broken[40] = 200;
+    write_jpeg_with_app1(path, black, 8, 8, broken, sizeof broken);
+    CHECK(ts_image_read(path, &back) == TS_OK);
+    CHECK(back.parameters == NULL && back.width == 8);
+    ts_image_free(&back);
     ts_image_free(&img);
 }
 
@@ -559,6 +682,12 @@ static void test_bounds(void)
     /* Same header under the budget: passes the check, then fails on the missing data. */
     CHECK(ts_image_decode_memory(bytes, n, NULL, &img) == TS_ERR_FORMAT);
     CHECK(img.data == NULL);
+    /* A text chunk claiming 2 GB in a tiny file is caught before libpng allocates it. */
+    n = png_header_only(bytes, 4, 4) - 12; /* drop IEND */
+    put_be32(bytes + n, 0x7FFFFFFF);
+    memcpy(bytes + n + 4, "tEXtparam", 9);
+    CHECK(ts_image_decode_memory(bytes, n + 13, NULL, &img) == TS_ERR_FORMAT);
+    CHECK_MSG(strstr(ts_error_message(), "claims 2147483647 bytes") != NULL, "%s", ts_error_message());
     /* The budget applies to JPEG too. */
     ts_image small;
     CHECK(ts_image_alloc(&small, 20, 10, 1, 8) == TS_OK);
@@ -752,6 +881,7 @@ static void test_infotext_format(void)
 TEST_MAIN(TEST(test_png_roundtrip_all_layouts), TEST(test_png_16bit_byte_order),
           TEST(test_png_palette_with_transparency), TEST(test_png_low_bit_gray_and_interlaced),
           TEST(test_jpeg_roundtrip), TEST(test_jpeg_quality_and_depth), TEST(test_jpeg_cmyk_becomes_rgb),
+          TEST(test_jpeg_parameters), TEST(test_jpeg_orientation),
           TEST(test_parameters_chunk), TEST(test_parameters_chunk_after_image_data), TEST(test_truncated_files),
           TEST(test_bounds), TEST(test_random_bytes), TEST(test_write_names), TEST(test_planar_f32),
           TEST(test_channel_conversions), TEST(test_infotext_format))

@@ -92,6 +92,39 @@ int ts_image_set_parameters(ts_image *img, const char *text)
     return TS_OK;
 }
 
+long ts_utf8_next(const unsigned char *s, size_t *i)
+{
+    unsigned c = s[*i];
+    int extra = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
+    if (extra < 0)
+        return -1;
+    long cp = extra == 0 ? (long)c : (long)(c & (0x3F >> extra));
+    for (int k = 1; k <= extra; k++) {
+        if ((s[*i + (size_t)k] & 0xC0) != 0x80) /* also stops at the terminating NUL */
+            return -1;
+        cp = (cp << 6) | (s[*i + (size_t)k] & 0x3F);
+    }
+    static const long min_for_length[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < min_for_length[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return -1;
+    *i += (size_t)extra + 1;
+    return cp;
+}
+
+size_t ts_utf8_put(char *dst, long cp)
+{
+    if (cp < 0x80) {
+        dst[0] = (char)cp;
+        return 1;
+    }
+    int extra = cp < 0x800 ? 1 : cp < 0x10000 ? 2 : 3;
+    static const unsigned char lead[] = {0, 0xC0, 0xE0, 0xF0};
+    dst[0] = (char)(lead[extra] | (cp >> (6 * extra)));
+    for (int k = 1; k <= extra; k++)
+        dst[k] = (char)(0x80 | ((cp >> (6 * (extra - k))) & 0x3F));
+    return (size_t)extra + 1;
+}
+
 /* ---- reading ------------------------------------------------------------- */
 
 int ts_image_decode_memory(const void *bytes, size_t size, const ts_image_read_opts *opts, ts_image *out)
@@ -137,6 +170,38 @@ int ts_image_read_ex(const char *path, const ts_image_read_opts *opts, ts_image 
     if (rc < 0)
         return ts_fail_context(rc, "%s: ", path);
     return rc;
+}
+
+int ts_image_orient(ts_image *img, int orientation)
+{
+    if (orientation <= 1 || orientation > 8)
+        return TS_OK;
+    int w = img->width, h = img->height, swap = orientation >= 5, out_w = swap ? h : w;
+    size_t px = (size_t)img->channels * ts_image_sample_size(img);
+    unsigned char *dst = malloc(ts_image_bytes(img));
+    if (!dst)
+        return ts_fail(TS_ERR_NOMEM, "out of memory rotating a %dx%d image", w, h);
+    const unsigned char *src = img->data;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int dx, dy; /* where the stored pixel (x, y) lands when shown upright */
+            switch (orientation) {
+            case 2: dx = w - 1 - x; dy = y; break;         /* mirrored */
+            case 3: dx = w - 1 - x; dy = h - 1 - y; break; /* upside down */
+            case 4: dx = x; dy = h - 1 - y; break;         /* flipped */
+            case 5: dx = y; dy = x; break;                 /* transposed */
+            case 6: dx = h - 1 - y; dy = x; break;         /* needs 90 degrees clockwise */
+            case 7: dx = h - 1 - y; dy = w - 1 - x; break; /* transversed */
+            default: dx = y; dy = w - 1 - x; break;        /* 8: needs 90 degrees counter-clockwise */
+            }
+            memcpy(dst + ((size_t)dy * (size_t)out_w + (size_t)dx) * px, src + ((size_t)y * (size_t)w + (size_t)x) * px,
+                   px);
+        }
+    free(img->data);
+    img->data = dst;
+    img->width = out_w;
+    img->height = swap ? w : h;
+    return TS_OK;
 }
 
 /* ---- writing ------------------------------------------------------------- */
@@ -300,7 +365,7 @@ int ts_image_join_alpha(const ts_image *color, const ts_image *alpha, ts_image *
 {
     memset(out, 0, sizeof *out);
     if ((color->channels != 1 && color->channels != 3) || alpha->channels != 1)
-        return ts_fail(TS_ERR_ARG, "join_alpha takes a 1- or 3-channel colour image and a 1-channel alpha, not %d and %d",
+        return ts_fail(TS_ERR_ARG, "join_alpha takes 1- or 3-channel colour and 1-channel alpha, not %d and %d",
                        color->channels, alpha->channels);
     if (color->width != alpha->width || color->height != alpha->height || color->depth != alpha->depth)
         return ts_fail(TS_ERR_ARG, "colour is %dx%d at %d bits but alpha is %dx%d at %d bits", color->width,

@@ -15,8 +15,9 @@
  * libpng/libjpeg error becomes a ts_fail() message with nothing leaked.  Output
  * goes to "<path>.tmp.<pid>" and is renamed into place only when complete.
  *
- * Generation settings travel in the PNG text chunk "parameters", in the layout
- * AUTOMATIC1111's web UI writes and reads (ts_format_infotext builds it).
+ * Generation settings travel where AUTOMATIC1111's web UI puts them, so its PNG
+ * Info tab and other tools read ours: the PNG text chunk "parameters", or in a
+ * JPEG the Exif UserComment; ts_format_infotext builds the text in its layout.
  */
 #ifndef TS_IO_IMAGE_H
 #define TS_IO_IMAGE_H
@@ -28,6 +29,10 @@
 #define TS_IMAGE_MAX_SIDE 65535
 /* Default bound on width * height when reading (ts_image_read_opts.max_pixels = 0). */
 #define TS_IMAGE_DEFAULT_MAX_PIXELS ((int64_t)1 << 30)
+/* zlib level used when ts_image_write_opts.png_level is 0.  Level 4 is the first
+ * lazy-matching level: on a 2048x2048 test picture it gave the same size as level 6
+ * (libpng's default) in about 40% of the time, and big outputs are the point here. */
+#define TS_IMAGE_DEFAULT_PNG_LEVEL 4
 /* JPEG quality used when ts_image_write_opts.jpeg_quality is 0. */
 #define TS_IMAGE_DEFAULT_JPEG_QUALITY 95
 
@@ -36,7 +41,7 @@ typedef struct {
     int channels;      /* 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA */
     int depth;         /* bits per sample: 8 (uint8_t) or 16 (uint16_t) */
     void *data;        /* height * width * channels samples, owned */
-    char *parameters;  /* the "parameters" text found when reading (UTF-8), owned, or NULL */
+    char *parameters;  /* generation text found when reading (UTF-8), owned, or NULL */
 } ts_image;
 
 typedef struct {
@@ -45,8 +50,9 @@ typedef struct {
 
 typedef struct {
     int jpeg_quality;       /* 1..100; 0 = TS_IMAGE_DEFAULT_JPEG_QUALITY */
-    int png_level;          /* zlib level 1..9; 0 = libpng's default */
-    const char *parameters; /* UTF-8 text for the PNG "parameters" chunk; NULL = none */
+    int png_level;          /* zlib level 1..9; 0 = TS_IMAGE_DEFAULT_PNG_LEVEL */
+    const char *parameters; /* UTF-8 generation text to embed (PNG "parameters" chunk,
+                             * JPEG Exif UserComment); NULL = none */
 } ts_image_write_opts;
 
 typedef enum {
@@ -65,7 +71,8 @@ size_t ts_image_bytes(const ts_image *img);
 int ts_image_set_parameters(ts_image *img, const char *text);
 
 /* Reads a PNG or JPEG (recognised by content, not name). opts may be NULL. On failure
- * *out is zeroed and the message names the path. */
+ * *out is zeroed and the message names the path.  A JPEG's Exif Orientation is
+ * applied, so pixels come out upright. */
 int ts_image_read(const char *path, ts_image *out);
 int ts_image_read_ex(const char *path, const ts_image_read_opts *opts, ts_image *out);
 /* The same decoders over bytes in memory (what the fuzzer drives). */
@@ -73,8 +80,8 @@ int ts_image_decode_memory(const void *bytes, size_t size, const ts_image_read_o
 
 /* Writes PNG for ".png", JPEG for ".jpg"/".jpeg" (any case); other names fail.
  * PNG keeps every layout and depth; JPEG stores 8-bit gray or RGB (16-bit input is
- * rounded to 8 bits, an alpha channel is refused) and no parameters text.
- * opts may be NULL. */
+ * rounded to 8 bits, an alpha channel is refused) and its Exif block caps the
+ * parameters text at about 32K UTF-16 units.  opts may be NULL. */
 int ts_image_write(const char *path, const ts_image *img, const ts_image_write_opts *opts);
 
 /* Planar f32 bridge. to_planar writes img->channels * height * width floats to dst,

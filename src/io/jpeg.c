@@ -13,6 +13,13 @@
  * CMYK is converted to RGB with the naive formula R = (1 - C)(1 - K); files with an
  * Adobe marker store inverted CMYK, as Photoshop writes them.  No colour profile is
  * applied, so this is approximate, but it beats refusing the file.
+ *
+ * The parameters text goes where the web UI puts it in a JPEG (through piexif): an
+ * Exif APP1 block, big-endian TIFF, whose Exif IFD holds one UserComment tag with
+ * the "UNICODE\0" prefix and UTF-16BE text.  Reading accepts either TIFF byte order
+ * and the "ASCII" prefix too; a malformed Exif block is ignored, not fatal, since the
+ * picture itself is fine.  The Exif Orientation tag of camera photos is applied, so
+ * a portrait shot is upscaled standing up, as every viewer shows it.
  */
 #include <setjmp.h>
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
@@ -28,6 +35,15 @@
 
 /* More scans than any real encoder emits (progressive files use about 10). */
 #define JPEG_MAX_SCANS 500
+
+#define EXIF_IFD_POINTER_TAG 0x8769
+#define EXIF_USER_COMMENT_TAG 0x9286
+#define EXIF_ORIENTATION_TAG 0x0112
+#define JPEG_MARKER_MAX 65533 /* payload bytes in one marker segment */
+
+static const unsigned char exif_header[6] = {'E', 'x', 'i', 'f', 0, 0};
+static const unsigned char unicode_prefix[8] = {'U', 'N', 'I', 'C', 'O', 'D', 'E', 0};
+static const unsigned char ascii_prefix[8] = {'A', 'S', 'C', 'I', 'I', 0, 0, 0};
 
 typedef struct {
     struct jpeg_error_mgr pub; /* first, so libjpeg's pointer is also ours */
@@ -68,6 +84,157 @@ static void init_errors(jpeg_errors *e)
     e->pub.emit_message = on_jpeg_message;
 }
 
+/* ---- Exif UserComment ----------------------------------------------------- */
+
+typedef struct {
+    const unsigned char *p; /* the TIFF structure: offsets count from here */
+    size_t n;
+    int big_endian;
+} tiff_view;
+
+static unsigned tiff16(const tiff_view *t, size_t at)
+{
+    const unsigned char *p = t->p + at;
+    return t->big_endian ? (unsigned)(p[0] << 8 | p[1]) : (unsigned)(p[1] << 8 | p[0]);
+}
+
+static uint32_t tiff32(const tiff_view *t, size_t at)
+{
+    const unsigned char *p = t->p + at;
+    return t->big_endian ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
+                         : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+/* Offset of the 12-byte entry for tag in the IFD at ifd, or 0 if absent or out of bounds. */
+static size_t tiff_find(const tiff_view *t, size_t ifd, unsigned tag)
+{
+    if (ifd < 8 || ifd > t->n || t->n - ifd < 2)
+        return 0;
+    size_t count = tiff16(t, ifd);
+    for (size_t i = 0; i < count; i++) {
+        size_t entry = ifd + 2 + 12 * i;
+        if (entry + 12 > t->n)
+            return 0;
+        if (tiff16(t, entry) == tag)
+            return entry;
+    }
+    return 0;
+}
+
+/* UTF-16 code units (in the TIFF's byte order) to a new UTF-8 string; stops at a
+ * NUL unit; unpaired surrogates become U+FFFD. */
+static char *utf16_to_utf8(const tiff_view *t, size_t at, size_t units)
+{
+    char *dst = malloc(3 * units + 1); /* a pair (2 units) makes 4 bytes, a lone unit at most 3 */
+    if (!dst)
+        return NULL;
+    size_t len = 0;
+    for (size_t i = 0; i < units; i++) {
+        long cp = (long)tiff16(t, at + 2 * i);
+        if (cp == 0)
+            break;
+        if (cp >= 0xD800 && cp <= 0xDBFF && i + 1 < units) {
+            long low = (long)tiff16(t, at + 2 * i + 2);
+            if (low >= 0xDC00 && low <= 0xDFFF) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+                i++;
+            }
+        }
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+            cp = 0xFFFD;
+        len += ts_utf8_put(dst + len, cp);
+    }
+    dst[len] = '\0';
+    return dst;
+}
+
+/* Points t at the TIFF structure of an Exif APP1 payload; returns 0 if it is not one. */
+static int exif_tiff(const unsigned char *app1, size_t n, tiff_view *t)
+{
+    if (n < sizeof exif_header + 8 || memcmp(app1, exif_header, sizeof exif_header) != 0)
+        return 0;
+    *t = (tiff_view){app1 + sizeof exif_header, n - sizeof exif_header, app1[sizeof exif_header] == 'M'};
+    return memcmp(t->p, t->big_endian ? "MM" : "II", 2) == 0 && tiff16(t, 2) == 42;
+}
+
+/* The IFD0 Orientation tag (1..8), 1 when absent or invalid. */
+static int exif_orientation(const tiff_view *t)
+{
+    size_t entry = tiff_find(t, tiff32(t, 4), EXIF_ORIENTATION_TAG);
+    unsigned v = entry && tiff16(t, entry + 2) == 3 /* SHORT */ ? tiff16(t, entry + 8) : 1;
+    return v >= 1 && v <= 8 ? (int)v : 1;
+}
+
+/* Sets *text to the UserComment, or leaves it NULL when there is none (or it is
+ * malformed). Fails only when out of memory. */
+static int exif_user_comment(const tiff_view *t, char **text)
+{
+    size_t entry = tiff_find(t, tiff32(t, 4), EXIF_IFD_POINTER_TAG);
+    if (!entry || !(entry = tiff_find(t, tiff32(t, entry + 8), EXIF_USER_COMMENT_TAG)))
+        return TS_OK;
+    size_t count = tiff32(t, entry + 4), at = tiff32(t, entry + 8);
+    if (count < 8 || at > t->n || count > t->n - at)
+        return TS_OK; /* (a comment of 4 bytes or fewer would be inline, but cannot hold a prefix) */
+    const unsigned char *value = t->p + at;
+    if (memcmp(value, unicode_prefix, 8) == 0)
+        *text = utf16_to_utf8(t, at + 8, (count - 8) / 2);
+    else if (memcmp(value, ascii_prefix, 8) == 0)
+        *text = strndup((const char *)value + 8, count - 8);
+    else
+        return TS_OK;
+    return *text ? TS_OK : ts_fail(TS_ERR_NOMEM, "out of memory for the JPEG parameters text");
+}
+
+/* Builds the APP1 payload holding text as an Exif UserComment (see the top comment). */
+static int exif_block(const char *text, unsigned char **block, size_t *size)
+{
+    enum { IFD0 = 8, EXIF_IFD = IFD0 + 18, COMMENT = EXIF_IFD + 18 }; /* TIFF offsets */
+    const unsigned char *s = (const unsigned char *)text;
+    size_t units = 0, n = strlen(text);
+    for (size_t i = 0; i < n; units++) {
+        long cp = ts_utf8_next(s, &i);
+        if (cp < 0)
+            return ts_fail(TS_ERR_ARG, "the parameters text is not valid UTF-8 (byte %zu)", i);
+        units += cp > 0xFFFF;
+    }
+    size_t comment = 8 + 2 * units, total = sizeof exif_header + COMMENT + comment;
+    if (total > JPEG_MARKER_MAX)
+        return ts_fail(TS_ERR_LIMIT, "the parameters text is too long for a JPEG Exif block (%zu bytes, max %d)",
+                       total, JPEG_MARKER_MAX);
+    unsigned char *b = calloc(1, total), *tiff = b + sizeof exif_header;
+    if (!b)
+        return ts_fail(TS_ERR_NOMEM, "out of memory for the JPEG Exif block");
+    memcpy(b, exif_header, sizeof exif_header);
+    const unsigned char head[8] = {'M', 'M', 0, 42, 0, 0, 0, IFD0};
+    memcpy(tiff, head, 8);
+    /* Each IFD: entry count 1, one entry (tag, type, count, value/offset), next IFD 0. */
+    const unsigned char ifd0[18] = {0, 1, 0x87, 0x69, 0, 4, 0, 0, 0, 1, 0, 0, 0, EXIF_IFD};
+    unsigned char exif_ifd[18] = {0, 1, 0x92, 0x86, 0, 7};
+    for (int k = 0; k < 4; k++)
+        exif_ifd[6 + k] = (unsigned char)(comment >> (24 - 8 * k));
+    exif_ifd[13] = COMMENT;
+    memcpy(tiff + IFD0, ifd0, sizeof ifd0);
+    memcpy(tiff + EXIF_IFD, exif_ifd, sizeof exif_ifd);
+    unsigned char *p = tiff + COMMENT;
+    memcpy(p, unicode_prefix, 8);
+    p += 8;
+    for (size_t i = 0; i < n;) {
+        long cp = ts_utf8_next(s, &i);
+        if (cp > 0xFFFF) { /* a surrogate pair */
+            long v = cp - 0x10000;
+            long hi = 0xD800 + (v >> 10), lo = 0xDC00 + (v & 0x3FF);
+            *p++ = (unsigned char)(hi >> 8);
+            *p++ = (unsigned char)hi;
+            cp = lo;
+        }
+        *p++ = (unsigned char)(cp >> 8);
+        *p++ = (unsigned char)cp;
+    }
+    *block = b;
+    *size = total;
+    return TS_OK;
+}
+
 /* ---- reading ------------------------------------------------------------- */
 
 typedef struct {
@@ -79,6 +246,7 @@ typedef struct {
     int64_t max_pixels;
     ts_image *out;
     unsigned char *cmyk_row; /* scanline buffer for CMYK input */
+    char *parameters;        /* the Exif UserComment, handed to out on success */
 } jpeg_reader;
 
 static void cmyk_row_to_rgb(const unsigned char *cmyk, unsigned char *rgb, int width, int inverted)
@@ -101,10 +269,22 @@ static int jpeg_decode_body(jpeg_reader *r)
     r->progress.progress_monitor = on_jpeg_progress;
     c->progress = &r->progress;
     jpeg_mem_src(c, r->bytes, (unsigned long)r->size);
+    jpeg_save_markers(c, JPEG_APP0 + 1, 0xFFFF);
     jpeg_read_header(c, TRUE);
     int rc = ts_image_check_size(c->image_width, c->image_height, r->max_pixels);
     if (rc < 0)
         return rc;
+    /* Saved markers live in the image pool, which finish_decompress frees. */
+    int orientation = 1;
+    for (jpeg_saved_marker_ptr m = c->marker_list; m; m = m->next) {
+        tiff_view t;
+        if (!exif_tiff(m->data, m->data_length, &t))
+            continue;
+        if (!r->parameters && (rc = exif_user_comment(&t, &r->parameters)) < 0)
+            return rc;
+        if (orientation == 1)
+            orientation = exif_orientation(&t);
+    }
 
     int cmyk = c->jpeg_color_space == JCS_CMYK || c->jpeg_color_space == JCS_YCCK;
     int channels = c->jpeg_color_space == JCS_GRAYSCALE ? 1 : 3;
@@ -129,7 +309,9 @@ static int jpeg_decode_body(jpeg_reader *r)
             cmyk_row_to_rgb(row, dst, (int)c->output_width, c->saw_Adobe_marker);
     }
     jpeg_finish_decompress(c);
-    return TS_OK;
+    r->out->parameters = r->parameters;
+    r->parameters = NULL;
+    return ts_image_orient(r->out, orientation);
 }
 
 int ts_jpeg_decode(const unsigned char *bytes, size_t size, int64_t max_pixels, ts_image *out)
@@ -146,6 +328,7 @@ int ts_jpeg_decode(const unsigned char *bytes, size_t size, int64_t max_pixels, 
     int rc = jpeg_decode_body(r);
     jpeg_destroy_decompress(&r->cinfo);
     free(r->cmyk_row);
+    free(r->parameters);
     free(r);
     if (rc < 0)
         ts_image_free(out);
@@ -160,6 +343,8 @@ typedef struct {
     FILE *f;
     const ts_image *img;
     int quality;
+    unsigned char *exif; /* APP1 payload carrying the parameters text, or NULL */
+    size_t exif_size;
     unsigned char *row8; /* 16-bit input narrowed to 8 bits, one row at a time */
 } jpeg_writer;
 
@@ -181,6 +366,8 @@ static int jpeg_encode_body(jpeg_writer *w)
     if (img->depth == 16 && !(w->row8 = malloc(samples)))
         return ts_fail(TS_ERR_NOMEM, "out of memory for a JPEG scanline");
     jpeg_start_compress(c, TRUE);
+    if (w->exif)
+        jpeg_write_marker(c, JPEG_APP0 + 1, w->exif, (unsigned)w->exif_size);
     while (c->next_scanline < c->image_height) {
         size_t first = (size_t)c->next_scanline * samples;
         JSAMPROW row;
@@ -213,8 +400,11 @@ int ts_jpeg_encode(FILE *f, const ts_image *img, const ts_image_write_opts *opts
     w->quality = quality;
     init_errors(&w->err);
     w->cinfo.err = &w->err.pub;
-    int rc = jpeg_encode_body(w);
+    int rc = opts && opts->parameters ? exif_block(opts->parameters, &w->exif, &w->exif_size) : TS_OK;
+    if (rc == TS_OK)
+        rc = jpeg_encode_body(w);
     jpeg_destroy_compress(&w->cinfo);
+    free(w->exif);
     free(w->row8);
     free(w);
     return rc;

@@ -71,19 +71,13 @@ static void read_from_memory(png_structp png, png_bytep dst, size_t n)
 /* Latin-1 bytes to a new UTF-8 string. */
 static char *latin1_to_utf8(const char *src, size_t n)
 {
-    char *dst = malloc(2 * n + 1), *p = dst;
+    char *dst = malloc(2 * n + 1);
     if (!dst)
         return NULL;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)src[i];
-        if (c < 0x80) {
-            *p++ = (char)c;
-        } else {
-            *p++ = (char)(0xC0 | (c >> 6));
-            *p++ = (char)(0x80 | (c & 0x3F));
-        }
-    }
-    *p = '\0';
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += ts_utf8_put(dst + len, (unsigned char)src[i]);
+    dst[len] = '\0';
     return dst;
 }
 
@@ -154,19 +148,37 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* Checks that every chunk up to IEND fits in the file.  libpng allocates an
+ * ancillary chunk's length before reading it, so a 50-byte file whose tEXt claims
+ * 2 GB would otherwise cost a 2 GB allocation before the truncation shows. */
+static int check_chunk_lengths(const unsigned char *bytes, size_t size)
+{
+    for (size_t pos = 8; pos + 12 <= size;) {
+        size_t length = be32(bytes + pos);
+        if (length > size - pos - 12)
+            return ts_fail(TS_ERR_FORMAT, "bad PNG: the chunk at byte %zu claims %zu bytes but the file ends early "
+                                          "(truncated PNG)", pos, length);
+        if (memcmp(bytes + pos + 4, "IEND", 4) == 0)
+            break;
+        pos += 12 + length;
+    }
+    return TS_OK;
+}
+
 int ts_png_decode(const unsigned char *bytes, size_t size, int64_t max_pixels, ts_image *out)
 {
+    int rc = check_chunk_lengths(bytes, size);
+    if (rc < 0)
+        return rc;
     /* IHDR must come first; checking its size here refuses an absurd image before
      * libpng reads on (png_read_info stops only at the first IDAT). */
-    if (size >= 24 && memcmp(bytes + 12, "IHDR", 4) == 0) {
-        int rc = ts_image_check_size(be32(bytes + 16), be32(bytes + 20), max_pixels);
-        if (rc < 0)
-            return rc;
-    }
+    if (size >= 24 && memcmp(bytes + 12, "IHDR", 4) == 0 &&
+        (rc = ts_image_check_size(be32(bytes + 16), be32(bytes + 20), max_pixels)) < 0)
+        return rc;
     png_reader r = {.bytes = bytes, .size = size, .max_pixels = max_pixels, .out = out};
     r.s.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r.s, on_png_error, on_png_warning);
     r.s.info = r.s.png ? png_create_info_struct(r.s.png) : NULL;
-    int rc = r.s.info ? png_decode_body(&r) : ts_fail(TS_ERR_NOMEM, "cannot create a PNG decoder");
+    rc = r.s.info ? png_decode_body(&r) : ts_fail(TS_ERR_NOMEM, "cannot create a PNG decoder");
     png_destroy_read_struct(&r.s.png, &r.s.info, NULL);
     if (rc < 0)
         ts_image_free(out);
@@ -174,26 +186,6 @@ int ts_png_decode(const unsigned char *bytes, size_t size, int64_t max_pixels, t
 }
 
 /* ---- writing ------------------------------------------------------------- */
-
-/* Decodes one UTF-8 sequence at s[*i]; returns the code point or -1 if malformed. */
-static long next_code_point(const unsigned char *s, size_t *i)
-{
-    unsigned c = s[*i];
-    int extra = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
-    if (extra < 0)
-        return -1;
-    long cp = extra == 0 ? (long)c : (long)(c & (0x3F >> extra));
-    for (int k = 1; k <= extra; k++) {
-        if ((s[*i + (size_t)k] & 0xC0) != 0x80) /* also stops at the terminating NUL */
-            return -1;
-        cp = (cp << 6) | (s[*i + (size_t)k] & 0x3F);
-    }
-    static const long min_for_length[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < min_for_length[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return -1;
-    *i += (size_t)extra + 1;
-    return cp;
-}
 
 /* Sets *latin1 to the text re-encoded as Latin-1 when every character fits, else NULL.
  * Fails on malformed UTF-8. */
@@ -205,7 +197,7 @@ static int utf8_to_latin1(const char *text, char **latin1)
     if (!dst)
         return ts_fail(TS_ERR_NOMEM, "out of memory for the PNG parameters text");
     while (i < n) {
-        long cp = next_code_point(s, &i);
+        long cp = ts_utf8_next(s, &i);
         if (cp < 0) {
             free(dst);
             return ts_fail(TS_ERR_ARG, "the parameters text is not valid UTF-8 (byte %zu)", i);
@@ -215,7 +207,7 @@ static int utf8_to_latin1(const char *text, char **latin1)
             free(dst);
             dst = NULL;
             while (i < n)
-                if (next_code_point(s, &i) < 0)
+                if (ts_utf8_next(s, &i) < 0)
                     return ts_fail(TS_ERR_ARG, "the parameters text is not valid UTF-8 (byte %zu)", i);
             break;
         }
@@ -248,8 +240,7 @@ static int png_encode_body(png_writer *w)
     png_set_IHDR(png, w->s.info, (png_uint_32)img->width, (png_uint_32)img->height, img->depth,
                  color_types[img->channels], PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                  PNG_FILTER_TYPE_DEFAULT);
-    if (w->opts && w->opts->png_level > 0)
-        png_set_compression_level(png, w->opts->png_level);
+    png_set_compression_level(png, w->opts && w->opts->png_level ? w->opts->png_level : TS_IMAGE_DEFAULT_PNG_LEVEL);
     if (parameters) {
         png_text t = {.key = (png_charp)parameters_key};
         if (w->latin1) {
