@@ -59,7 +59,8 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 for ms in $models; do
   name="${ms%%:*}"
   scale="${ms##*:}"
-  model_json=$(ls models/upscalerjs/"${package[$name]}"/models/x"$scale"/model.json models/upscalerjs/"${package[$name]}"/models/model.json 2>/dev/null | head -1)
+  model_json=models/upscalerjs/${package[$name]}/models/x$scale/model.json
+  [ -f "$model_json" ] || model_json=models/upscalerjs/${package[$name]}/models/model.json
   t2=$(tessera_spmp "$name" "$scale" 2)
   t1=$(tessera_spmp "$name" "$scale" 1)
   tf=$(TFJS_DIR="$tfjs_dir" node bench/tfjs_upscale.mjs "$model_json" "$input" "$backends" 1 2>/dev/null | grep backend)
