@@ -27,7 +27,7 @@
 static void upscale_usage(FILE *f)
 {
     fprintf(f, "usage: tessera upscale IN -o OUT [--model slim|medium|thick|default] [--scale 2|3|4|8]\n"
-               "                       [--tile N] [--threads N] [--model-dir DIR] [--verbose]\n\n"
+               "                       [--tile N | --memory MIB] [--threads N] [--model-dir DIR] [--verbose]\n\n"
                "Super-resolves a PNG or JPEG photo with the UpscalerJS networks (MIT): default and\n"
                "slim are small RDNs, medium a larger RDN, thick an RRDN (ESRGAN blocks: best and\n"
                "slowest).  OUT is PNG or JPEG by its extension; an alpha channel is upscaled\n"
@@ -35,8 +35,9 @@ static void upscale_usage(FILE *f)
                "  --model NAME    default: slim\n"
                "  --scale S       2, 3, 4 or 8 (default 4; the model 'default' has only 2)\n"
                "  --tile N        core tile side in input pixels; 0 = the whole image at once;\n"
-               "                  default: sized to a 1 GiB activation budget.  Tiles overlap by\n"
+               "                  default: the largest tile that fits --memory.  Tiles overlap by\n"
                "                  the receptive field, so the output does not depend on N.\n"
+               "  --memory MIB    activation budget for the automatic tile (default 1024)\n"
                "  --threads N     worker threads (default: every core)\n"
                "  --model-dir DIR where scripts/fetch-models.sh put the models (default:\n"
                "                  $TESSERA_MODEL_DIR, else the source tree's models/)\n"
@@ -89,7 +90,7 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 
 typedef struct {
     const char *in, *out, *model, *model_dir;
-    int scale, tile, threads, verbose;
+    int scale, tile, threads, verbose, memory_mib;
 } upscale_args;
 
 /* Returns 0, or the exit status for bad usage (2) / --help (-1 → 0). */
@@ -114,7 +115,7 @@ static int parse_args(int argc, char **argv, upscale_args *a)
             continue;
         }
         static const char *const valued[] = {"-o",      "--output", "--model",  "--model-dir",
-                                             "--scale", "--tile",   "--threads"};
+                                             "--scale", "--tile",   "--threads", "--memory"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             known |= strcmp(arg, valued[k]) == 0;
@@ -137,6 +138,8 @@ static int parse_args(int argc, char **argv, upscale_args *a)
         } else if (strcmp(arg, "--tile") == 0) {
             bad = parse_int(val, 0, 1 << 20, &a->tile);
             bad |= a->tile > 0 && a->tile < 8;
+        } else if (strcmp(arg, "--memory") == 0) {
+            bad = parse_int(val, 16, 1 << 24, &a->memory_mib);
         } else {
             bad = parse_int(val, 1, 1024, &a->threads);
         }
@@ -179,7 +182,7 @@ static int run(const upscale_args *a)
     ts_image in = {0}, out = {0};
     ts_upscale_stats st = {0};
     progress_bar bar = {now(), -1};
-    ts_upscale_opts opts = {.tile = a->tile};
+    ts_upscale_opts opts = {.tile = a->tile, .budget = (size_t)a->memory_mib << 20};
     if (isatty(STDERR_FILENO)) {
         opts.progress = draw_progress;
         opts.progress_ctx = &bar;

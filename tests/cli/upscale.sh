@@ -25,7 +25,10 @@ check() { # check NAME STATUS_WANTED PATTERN -- command...
 
 check untiled 0 "peak RSS" -- "$tessera" upscale "$fixture" -o "$tmp/whole.png" --scale 3 --tile 0 --verbose
 check tiled 0 "9 tile(s)" -- "$tessera" upscale "$fixture" -o "$tmp/tiled.png" --scale 3 --tile 48 --threads 1 --verbose
-if cmp -s "$tmp/whole.png" "$tmp/tiled.png"; then echo "ok   tiled == untiled"; else echo "FAIL tiled != untiled"; fail=1; fi
+check budget 0 "peak RSS" -- "$tessera" upscale "$fixture" -o "$tmp/budget.png" --scale 3 --memory 16 --verbose
+for f in tiled budget; do
+  if cmp -s "$tmp/whole.png" "$tmp/$f.png"; then echo "ok   $f == untiled"; else echo "FAIL $f != untiled"; fail=1; fi
+done
 # PNG width and height: big-endian words at bytes 16..23 of the IHDR chunk
 check size 0 " 0 0 1 128 0 0 1 128" -- bash -c "od -An -tu1 -j16 -N8 '$tmp/whole.png' | tr -s ' '"
 check jpeg 0 "without it" -- "$tessera" upscale "$fixture" -o "$tmp/out.jpg" --model default
@@ -41,6 +44,7 @@ check model-dir 1 "fetch-models.sh" -- "$tessera" upscale "$fixture" -o "$tmp/x.
 check extension 1 "x.gif" -- "$tessera" upscale "$fixture" -o "$tmp/x.gif" --model default
 check no-output 2 "usage" -- "$tessera" upscale "$fixture"
 check bad-tile 2 "bad value" -- "$tessera" upscale "$fixture" -o "$tmp/x.png" --tile -3
+check bad-memory 2 "bad value" -- "$tessera" upscale "$fixture" -o "$tmp/x.png" --memory lots
 check unknown-flag 2 "unknown option" -- "$tessera" upscale "$fixture" -o "$tmp/x.png" --fast
 check help 0 "usage: tessera upscale" -- "$tessera" upscale --help
 if ls "$tmp"/x.* >/dev/null 2>&1; then echo "FAIL a failed run left a file"; fail=1; fi
