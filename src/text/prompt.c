@@ -51,6 +51,7 @@ static void seg_list_free(seg_list *l)
     free(l->s);
 }
 
+/* Python's \w (letters, numbers, '_'): what \bBREAK\b must not touch. */
 static int is_word(int32_t c)
 {
     return ts_is_letter(c) || ts_is_number(c) || c == '_';
