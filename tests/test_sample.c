@@ -654,10 +654,48 @@ static void test_cfg_and_ip2p(void)
     CHECK(out[0] == none[0] && out[1] == none[1]);
 }
 
+/* Records the input it was called with; answers 2*x. */
+typedef struct {
+    float seen[4];
+} recorder;
+
+static int record_denoise(void *user, const float *x, size_t n, double s, float *d)
+{
+    (void)s;
+    recorder *r = user;
+    for (size_t i = 0; i < n; i++) {
+        r->seen[i] = x[i];
+        d[i] = 2 * x[i];
+    }
+    return 0;
+}
+
+static void test_inpaint_blending(void)
+{
+    recorder rec;
+    const float mask[4] = {1, 0, 0.25f, 1}, latent[4] = {0.5f, -1, 2, 3}, noise[4] = {1, -2, 0.5f, 0};
+    const float x[4] = {10, 20, 30, 40};
+    const double sigma = 3.0;
+    float d[4];
+    ts_inpaint_denoiser p = {record_denoise, &rec, TS_PRED_EPS, mask, latent, noise};
+    CHECK(ts_inpaint_denoise(&p, x, 4, sigma, d) == 0);
+    for (int i = 0; i < 4; i++) {
+        double kept = latent[i] + noise[i] * sigma; /* the original, noised to sigma */
+        double in = x[i] * mask[i] + kept * (1 - mask[i]);
+        CHECK_NEAR(rec.seen[i], in, 1e-5);
+        CHECK_NEAR(d[i], 2 * in * mask[i] + latent[i] * (1 - mask[i]), 1e-5);
+    }
+    CHECK(d[1] == latent[1]); /* fully kept: exactly the input latent */
+    p.prediction = TS_PRED_FLOW;
+    CHECK(ts_inpaint_denoise(&p, x, 4, 0.25, d) == 0);
+    CHECK_NEAR(rec.seen[1], 0.75 * latent[1] + 0.25 * noise[1], 1e-6);
+}
+
 TEST_MAIN(TEST(test_philox_known_answers), TEST(test_mt19937_known_answers),
           TEST(test_torch_noise_matches_reference_scripts), TEST(test_rng_reproducible_and_chunk_independent),
           TEST(test_rng_threads_do_not_change_the_stream), TEST(test_rng_moments), TEST(test_schedules_descend_to_zero),
           TEST(test_scheduler_names), TEST(test_sigma_timestep_inverse), TEST(test_flow_schedules_match_references),
           TEST(test_pipeline_schedules_match_reference), TEST(test_model_denoiser), TEST(test_ode_samplers_converge),
           TEST(test_sde_samplers_sample_the_data), TEST(test_every_sampler_reaches_a_point_mass),
-          TEST(test_sampler_errors), TEST(test_predictions_recover_the_clean_sample), TEST(test_cfg_and_ip2p))
+          TEST(test_sampler_errors), TEST(test_predictions_recover_the_clean_sample), TEST(test_cfg_and_ip2p),
+          TEST(test_inpaint_blending))

@@ -55,6 +55,29 @@ int ts_model_denoise(void *user, const float *x, size_t n, double sigma, float *
     return rc;
 }
 
+int ts_inpaint_denoise(void *user, const float *x, size_t n, double sigma, float *denoised)
+{
+    const ts_inpaint_denoiser *p = user;
+    if (n == 0)
+        return 0;
+    float *blend = malloc(n * sizeof *blend);
+    if (!blend)
+        return ts_fail(TS_ERR_NOMEM, "inpaint: out of memory for %zu floats", n);
+    ts_pred_noise_scaling(p->prediction, sigma, p->noise, p->latent, 0, blend, n);
+    for (size_t i = 0; i < n; i++) {
+        double m = p->mask[i];
+        blend[i] = (float)(x[i] * m + blend[i] * (1.0 - m));
+    }
+    int rc = p->inner(p->inner_user, blend, n, sigma, denoised);
+    free(blend);
+    if (rc == 0)
+        for (size_t i = 0; i < n; i++) {
+            double m = p->mask[i];
+            denoised[i] = (float)(denoised[i] * m + p->latent[i] * (1.0 - m));
+        }
+    return rc;
+}
+
 void ts_cfg_combine(const float *cond, const float *uncond, double scale, float *out, size_t n)
 {
     for (size_t i = 0; i < n; i++)

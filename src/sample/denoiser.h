@@ -49,6 +49,23 @@ typedef struct {
 /* ts_denoise_fn over a ts_model_denoiser (user). */
 int ts_model_denoise(void *user, const float *x, size_t n, double sigma, float *denoised);
 
+/* Inpainting with an ordinary model (ComfyUI KSamplerX0Inpaint): before each model
+ * call the kept region of x is replaced by the original latent noised to the current
+ * sigma (ts_pred_noise_scaling of the starting noise), and after it the kept region
+ * of D is the original latent, so the unmasked area follows the input exactly while
+ * the masked area is generated in context. */
+typedef struct {
+    ts_denoise_fn inner;
+    void *inner_user;
+    ts_prediction prediction;
+    const float *mask;   /* n values: 1 = repaint, 0 = keep (soft values blend) */
+    const float *latent; /* the latent being inpainted, n values */
+    const float *noise;  /* the unit noise sampling started from, n values */
+} ts_inpaint_denoiser;
+
+/* ts_denoise_fn over a ts_inpaint_denoiser (user). */
+int ts_inpaint_denoise(void *user, const float *x, size_t n, double sigma, float *denoised);
+
 /* out = uncond + (cond - uncond) * scale. */
 void ts_cfg_combine(const float *cond, const float *uncond, double scale, float *out, size_t n);
 
