@@ -153,26 +153,37 @@ static int load_single(const loader *l, single_block *s, int block)
     return rc;
 }
 
+/* A Linear of [out, in] with a bias of out; -1 matches any width. */
+static int fits(const linear *l, int64_t out, int64_t in)
+{
+    return l->w.ndim == 2 && (out < 0 || l->w.shape[0] == out) && (in < 0 || l->w.shape[1] == in) &&
+           ts_weight_numel(&l->b) == l->w.shape[0];
+}
+
+static int fits_embedder(const mlp_embedder *e, int64_t in, int64_t h)
+{
+    return fits(&e->in, h, in) && fits(&e->out, h, h);
+}
+
 /* Every width the forward pass relies on, checked once so bad files fail at load. */
 static int check_shapes(const ts_flux *f, const char *path)
 {
     int64_t h = f->hidden, d = f->head_dim, m = f->mlp_hidden;
-    int ok = f->heads > 0 && h % d == 0 && d % 2 == 0 && f->final_linear.w.shape[1] == h &&
-             f->final_mod.w.shape[0] == 2 * h && f->time_in.in.w.shape[1] == FLUX_TIME_DIM &&
-             f->time_in.out.w.shape[0] == h && f->vector_in.out.w.shape[0] == h && f->txt_in.w.shape[0] == h;
-    if (f->has_guidance)
-        ok = ok && f->guidance_in.in.w.shape[1] == FLUX_TIME_DIM && f->guidance_in.out.w.shape[0] == h;
+    int ok = f->heads > 0 && h % d == 0 && d % 2 == 0 && fits(&f->img_in, h, -1) && fits(&f->txt_in, h, -1) &&
+             fits(&f->final_mod, 2 * h, h) && fits(&f->final_linear, -1, h) &&
+             fits_embedder(&f->time_in, FLUX_TIME_DIM, h) && fits_embedder(&f->vector_in, -1, h) &&
+             (!f->has_guidance || fits_embedder(&f->guidance_in, FLUX_TIME_DIM, h));
     for (int i = 0; ok && i < f->n_double; i++) {
         const stream_weights *s[2] = {&f->doubles[i].img, &f->doubles[i].txt};
         for (int j = 0; j < 2; j++)
-            ok = ok && s[j]->mod.w.shape[0] == 6 * h && s[j]->qkv.w.shape[0] == 3 * h && s[j]->qkv.w.shape[1] == h &&
-                 s[j]->proj.w.shape[0] == h && s[j]->mlp0.w.shape[0] == m && s[j]->mlp2.w.shape[1] == m &&
-                 ts_weight_numel(&s[j]->q_scale) == d && ts_weight_numel(&s[j]->k_scale) == d;
+            ok = ok && fits(&s[j]->mod, 6 * h, h) && fits(&s[j]->qkv, 3 * h, h) && fits(&s[j]->proj, h, h) &&
+                 fits(&s[j]->mlp0, m, h) && fits(&s[j]->mlp2, h, m) && ts_weight_numel(&s[j]->q_scale) == d &&
+                 ts_weight_numel(&s[j]->k_scale) == d;
     }
     for (int i = 0; ok && i < f->n_single; i++) {
         const single_block *s = &f->singles[i];
-        ok = s->mod.w.shape[0] == 3 * h && s->linear1.w.shape[0] == 3 * h + m && s->linear2.w.shape[1] == h + m &&
-             s->linear2.w.shape[0] == h && ts_weight_numel(&s->q_scale) == d && ts_weight_numel(&s->k_scale) == d;
+        ok = fits(&s->mod, 3 * h, h) && fits(&s->linear1, 3 * h + m, h) && fits(&s->linear2, h, h + m) &&
+             ts_weight_numel(&s->q_scale) == d && ts_weight_numel(&s->k_scale) == d;
     }
     if (!ok)
         return ts_fail(TS_ERR_MODEL, "%s: Flux tensor shapes do not fit together (hidden %lld, head %lld)", path,
