@@ -4,6 +4,8 @@
  * clip_l, clip_g, t5xxl), a sparse safetensors file with exactly those tensors is
  * written (header only; the data is a hole, so a 9.8 GB T5-XXL costs no disk) and
  * the loaders must find every tower and read the published architecture from it.
+ * The Flux transformers (flux1_schnell, flux1_dev) are checked here too, for the same
+ * sparse-file machinery.
  */
 #include <cjson/cJSON.h>
 #include <fcntl.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "models/flux.h"
 #include "test.h"
 #include "text/clip_text.h"
 #include "text/t5_encoder.h"
@@ -185,4 +188,29 @@ static void test_t5xxl(void)
     ts_st_close(st);
 }
 
-TEST_MAIN(TEST(test_sd15), TEST(test_sd21), TEST(test_sdxl), TEST(test_clip_l_and_g), TEST(test_t5xxl))
+static void check_flux(const char *keyset, int guidance)
+{
+    ts_safetensors *st = open_keyset(keyset);
+    CHECK_MSG(st != NULL, "%s", keyset);
+    if (!st)
+        return;
+    ts_flux *f = NULL;
+    int rc = ts_flux_load(st, "", ts_flux_config_default(), &f);
+    CHECK_MSG(rc == 0, "%s: %s", keyset, ts_error_message());
+    if (f)
+        CHECK_MSG(ts_flux_in_channels(f) == 64 && ts_flux_context_dim(f) == 4096 && ts_flux_vec_dim(f) == 768 &&
+                      ts_flux_has_guidance(f) == guidance,
+                  "%s: in %d, context %d, vec %d, guidance %d", keyset, ts_flux_in_channels(f),
+                  ts_flux_context_dim(f), ts_flux_vec_dim(f), ts_flux_has_guidance(f));
+    ts_flux_free(f);
+    ts_st_close(st);
+}
+
+static void test_flux(void)
+{
+    check_flux("flux1_schnell", 0);
+    check_flux("flux1_dev", 1);
+}
+
+TEST_MAIN(TEST(test_sd15), TEST(test_sd21), TEST(test_sdxl), TEST(test_clip_l_and_g), TEST(test_t5xxl),
+          TEST(test_flux))

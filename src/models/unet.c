@@ -304,13 +304,22 @@ void ts_sdxl_vector(const float *pooled, int64_t batch, int pooled_dim, const in
 
 void ts_timestep_embedding(const float *t, int64_t count, int dim, float *dst)
 {
+    ts_timestep_embedding_scaled(t, count, dim, 1.0, 0, dst);
+}
+
+void ts_timestep_embedding_scaled(const float *t, int64_t count, int dim, double time_factor, int f32_freqs,
+                                  float *dst)
+{
     int half = dim / 2;
     for (int64_t b = 0; b < count; b++) {
         float *row = dst + b * dim;
+        double arg = time_factor * t[b];
         for (int i = 0; i < half; i++) {
-            double freq = exp(-log(10000.0) * i / half);
-            row[i] = (float)cos(t[b] * freq);
-            row[half + i] = (float)sin(t[b] * freq);
+            /* torch: exp(-ln(10000) * arange(half, float32) / half), every step in float32 */
+            double freq = f32_freqs ? (double)expf((float)-log(10000.0) * (float)i / (float)half)
+                                    : exp(-log(10000.0) * i / half);
+            row[i] = (float)cos(arg * freq);
+            row[half + i] = (float)sin(arg * freq);
         }
         if (dim % 2)
             row[dim - 1] = 0.0f;

@@ -52,6 +52,11 @@ int ts_unet_forward(const ts_unet *unet, const ts_unet_inputs *in, ts_arena *are
  * evaluated in double: dst has `dim` floats per timestep. Used for SDXL's size
  * embeddings too. */
 void ts_timestep_embedding(const float *t, int64_t count, int dim, float *dst);
+/* The same with the argument time_factor * t, and, when f32_freqs, the frequencies
+ * rounded as the reference computes them in float32 (Flux: factor 1000, f32; a
+ * factor that large makes the rounding visible at the output). */
+void ts_timestep_embedding_scaled(const float *t, int64_t count, int dim, double time_factor, int f32_freqs,
+                                  float *dst);
 
 /* SDXL's vector conditioning y = [pooled | E(orig_h) E(orig_w) E(crop_top) E(crop_left)
  * E(target_h) E(target_w)], E = 256-dim timestep embedding.  sizes: 6 values per batch
