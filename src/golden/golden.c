@@ -155,6 +155,14 @@ float *golden_input(golden_case *gc, const char *name, int *ndim_out, int64_t *s
     return buf;
 }
 
+void golden_compare_probe(void *ctx, const char *name, const ts_tensor *t)
+{
+    golden_case *gc = ctx;
+    tolerance tol;
+    if (ts_st_find(gc->io, name) && tolerance_for(gc, name, &tol) == 0)
+        golden_compare(gc, name, t->data, t->ndim, t->shape);
+}
+
 const char *golden_path(golden_case *gc, const char *file, char *buf, int buf_size)
 {
     snprintf(buf, (size_t)buf_size, "%s/%s", gc->dir, file);
