@@ -5,7 +5,8 @@
  * A case names its `family`; a runner registered for that family (runners.c)
  * loads the case's model through the ordinary loader, feeds it the stored inputs,
  * and hands every output to golden_compare(), which applies the case's tolerance:
- * a flat {max_abs, rel_l2[, max_rel]}, a per-output map whose keys may end in '*',
+ * a flat {max_abs, rel_l2[, max_rel]}, a per-output map whose keys may end in '*'
+ * (or in 'K' for a step number: "out.x_stepK" covers out.x_step1, ...),
  * `tolerance_mid` for intermediate `mid.*` tensors, and `tolerance_overrides`.
  */
 #ifndef TS_GOLDEN_GOLDEN_H

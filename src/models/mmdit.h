@@ -15,6 +15,10 @@
 #include "core/tensor.h"
 #include "io/safetensors.h"
 
+/* SD3's latent format: the MMDiT sees (vae_latent - shift) * scale. */
+#define TS_SD3_LATENT_SCALE 1.5305f
+#define TS_SD3_LATENT_SHIFT 0.0609f
+
 typedef struct ts_mmdit ts_mmdit;
 
 int ts_mmdit_load(const ts_safetensors *st, const char *prefix, ts_mmdit **out);
