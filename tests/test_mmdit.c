@@ -12,18 +12,8 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "models/mmdit.h"
+#include "golden_file.h"
 #include "test.h"
-
-static ts_safetensors *open_golden(const char *casename)
-{
-    const char *shared = getenv("TESSERA_SHARED");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/golden/%s/model.safetensors", shared ? shared : "../shared", casename);
-    ts_safetensors *st = NULL;
-    if (ts_st_open(path, &st) != 0)
-        fprintf(stderr, "%s\n", ts_error_message());
-    return st;
-}
 
 static void fill(float *p, int64_t n, unsigned long long seed)
 {
@@ -35,7 +25,7 @@ static void test_config(void)
 {
     static const char *cases[] = {"mmdit_sd3", "mmdit_sd35"};
     for (int i = 0; i < 2; i++) {
-        ts_safetensors *st = open_golden(cases[i]);
+        ts_safetensors *st = test_open_golden(cases[i], "model.safetensors");
         ts_mmdit *m = NULL;
         CHECK(st && ts_mmdit_load(st, "model.diffusion_model.", &m) == 0);
         if (m) {
@@ -71,7 +61,7 @@ static int forward(const ts_mmdit *m, ts_arena *arena, float *x, int b, float *c
 /* Batch of two (SD3.5: qk-norm and attn2) equals each item run alone. */
 static void test_batch_matches_single(void)
 {
-    ts_safetensors *st = open_golden("mmdit_sd35");
+    ts_safetensors *st = test_open_golden("mmdit_sd35", "model.safetensors");
     ts_mmdit *m = NULL;
     CHECK(st && ts_mmdit_load(st, "model.diffusion_model.", &m) == 0);
     ts_arena *arena = ts_arena_create((size_t)1 << 28);
@@ -127,7 +117,7 @@ static void capture_pos(void *ctx, const char *name, const ts_tensor *t)
 /* A 4 x 5 patch latent takes rows 6..9, cols 5..9 of the 16 x 16 stored grid. */
 static void test_pos_embed_crop(void)
 {
-    ts_safetensors *st = open_golden("mmdit_sd3");
+    ts_safetensors *st = test_open_golden("mmdit_sd3", "model.safetensors");
     ts_mmdit *m = NULL;
     CHECK(st && ts_mmdit_load(st, "model.diffusion_model.", &m) == 0);
     ts_arena *arena = ts_arena_create((size_t)1 << 28);
@@ -167,7 +157,7 @@ static int run_shape(const ts_mmdit *m, ts_arena *arena, int64_t h, int64_t w, i
 
 static void test_bad_inputs(void)
 {
-    ts_safetensors *st = open_golden("mmdit_sd3");
+    ts_safetensors *st = test_open_golden("mmdit_sd3", "model.safetensors");
     ts_mmdit *m = NULL;
     CHECK(st && ts_mmdit_load(st, "model.diffusion_model.", &m) == 0);
     ts_arena *arena = ts_arena_create((size_t)1 << 28);
