@@ -475,7 +475,7 @@ static int check_inputs(const ts_mmdit *m, const ts_mmdit_inputs *in)
 {
     const ts_tensor *x = in->x;
     int64_t max = (int64_t)m->pos_size * m->patch;
-    if (x->ndim != 4 || x->shape[1] != m->in_channels || x->shape[2] % m->patch || x->shape[3] % m->patch ||
+    if (x->ndim != 4 || x->shape[0] < 1 || x->shape[1] != m->in_channels || x->shape[2] % m->patch || x->shape[3] % m->patch ||
         x->shape[2] > max || x->shape[3] > max || x->shape[2] < m->patch || x->shape[3] < m->patch)
         return ts_fail(TS_ERR_ARG, "MMDiT input must be [B, %d, h, w] with h and w multiples of %d up to %lld",
                        m->in_channels, m->patch, (long long)max);
@@ -541,7 +541,8 @@ static int forward(pass *p, const ts_mmdit_inputs *in, ts_tensor *out)
     *out = ts_arena_tensor(p->arena, 4, (int64_t[]){batch, m->out_channels, in->x->shape[2], in->x->shape[3]});
     if (!ada || !normed || !tokens || !out->data)
         return TS_ERR_NOMEM;
-    modulate(p, x, normed, lx, ada, 2, 0, 1);
+    /* final_layer chunks are [shift, scale], the same positions as the msa pair. */
+    modulate(p, x, normed, lx, ada, 2, SHIFT_MSA, SCALE_MSA);
     ts_linear(normed, d, batch * lx, &m->final_w, &m->final_b, tokens, n_out);
     probe(in, "mid.final_layer", tokens, 3, (int64_t[]){batch, lx, n_out});
     unpatchify(tokens, m->patch, m->out_channels, out);
