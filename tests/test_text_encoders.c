@@ -12,21 +12,11 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "golden_file.h"
 #include "st_build.h"
 #include "test.h"
 #include "text/clip_text.h"
 #include "text/t5_encoder.h"
-
-static ts_safetensors *open_golden(const char *casename)
-{
-    const char *shared = getenv("TESSERA_SHARED");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/golden/%s/model.safetensors", shared ? shared : "../shared", casename);
-    ts_safetensors *st = NULL;
-    if (ts_st_open(path, &st) != 0)
-        fprintf(stderr, "%s\n", ts_error_message());
-    return st;
-}
 
 /* Max |a - b| relative to max |b|. */
 static double rel_diff(const float *a, const float *b, int64_t n)
@@ -167,7 +157,7 @@ static void *openclip_as_hf(const ts_clip_text *g, size_t *len)
 
 static void test_clip_layouts_agree(void)
 {
-    ts_safetensors *st = open_golden("clip_text_g"), *hf_st = NULL;
+    ts_safetensors *st = test_open_golden("clip_text_g", "model.safetensors"), *hf_st = NULL;
     CHECK(st != NULL);
     if (!st)
         return;
@@ -205,7 +195,7 @@ static void test_clip_layouts_agree(void)
 /* Position t attends to positions <= t only: changing later tokens leaves it unchanged. */
 static void test_clip_causal(void)
 {
-    ts_safetensors *st = open_golden("clip_text_l");
+    ts_safetensors *st = test_open_golden("clip_text_l", "model.safetensors");
     CHECK(st != NULL);
     if (!st)
         return;
@@ -230,7 +220,7 @@ static void test_clip_causal(void)
 
 static void test_clip_errors(void)
 {
-    ts_safetensors *st = open_golden("clip_text_l");
+    ts_safetensors *st = test_open_golden("clip_text_l", "model.safetensors");
     CHECK(st != NULL);
     if (!st)
         return;
@@ -292,7 +282,7 @@ static const int32_t t5_ids[] = {37, 5, 91, 12, 64, 3, 100, 1, 0, 0, 0, 0};
  * unpadded sequence (T5's position bias depends on distances only). */
 static void test_t5_mask_hides_padding(void)
 {
-    ts_safetensors *st = open_golden("t5_encoder");
+    ts_safetensors *st = test_open_golden("t5_encoder", "model.safetensors");
     CHECK(st != NULL);
     if (!st)
         return;
@@ -370,7 +360,7 @@ static float *encode_t5(const ts_safetensors *st, ts_arena *arena, int64_t *n, t
  * storage of the same (rounded) values. */
 static void check_half_weights(const char *casename, encode_fn encode)
 {
-    ts_safetensors *st = open_golden(casename);
+    ts_safetensors *st = test_open_golden(casename, "model.safetensors");
     CHECK(st != NULL);
     ts_arena *arena = ts_arena_create((size_t)1 << 27);
     for (int k = 0; st && k < 2; k++) {
@@ -406,7 +396,7 @@ static void test_half_weights(void)
  * a v1.0 file (ReLU `wi`) is refused by name; bad ids fail. */
 static void test_t5_names_and_errors(void)
 {
-    ts_safetensors *st = open_golden("t5_encoder");
+    ts_safetensors *st = test_open_golden("t5_encoder", "model.safetensors");
     CHECK(st != NULL);
     if (!st)
         return;

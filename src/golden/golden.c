@@ -27,7 +27,8 @@ static int read_tolerance(const cJSON *obj, tolerance *t)
 }
 
 /* An object whose keys are tensor-name patterns ("out.x", "out.karras_t.*"): the
- * first exact key, else the first matching pattern. */
+ * first exact key, else the step key ("out.x_stepK" for out.x_step3), else the first
+ * matching pattern. */
 static int lookup_pattern(const cJSON *map, const char *name, tolerance *t)
 {
     if (!cJSON_IsObject(map))
@@ -35,6 +36,17 @@ static int lookup_pattern(const cJSON *map, const char *name, tolerance *t)
     const cJSON *exact = cJSON_GetObjectItemCaseSensitive(map, name);
     if (exact && read_tolerance(exact, t) == 0)
         return 0;
+    /* Per-step tensors ("out.x_step3") share one key with the step number written K. */
+    size_t len = strlen(name), digits = 0;
+    while (digits < len && name[len - 1 - digits] >= '0' && name[len - 1 - digits] <= '9')
+        digits++;
+    if (digits > 0 && len < 128) {
+        char step_key[130];
+        snprintf(step_key, sizeof step_key, "%.*sK", (int)(len - digits), name);
+        exact = cJSON_GetObjectItemCaseSensitive(map, step_key);
+        if (exact && read_tolerance(exact, t) == 0)
+            return 0;
+    }
     for (const cJSON *item = map->child; item; item = item->next)
         if (fnmatch(item->string, name, 0) == 0 && read_tolerance(item, t) == 0)
             return 0;
@@ -153,6 +165,14 @@ float *golden_input(golden_case *gc, const char *name, int *ndim_out, int64_t *s
     }
     ts_to_f32(t->dtype, ts_st_data(gc->io, t), buf, n);
     return buf;
+}
+
+void golden_compare_probe(void *ctx, const char *name, const ts_tensor *t)
+{
+    golden_case *gc = ctx;
+    tolerance tol;
+    if (ts_st_find(gc->io, name) && tolerance_for(gc, name, &tol) == 0)
+        golden_compare(gc, name, t->data, t->ndim, t->shape);
 }
 
 const char *golden_path(golden_case *gc, const char *file, char *buf, int buf_size)

@@ -5,7 +5,8 @@
  * A case names its `family`; a runner registered for that family (runners.c)
  * loads the case's model through the ordinary loader, feeds it the stored inputs,
  * and hands every output to golden_compare(), which applies the case's tolerance:
- * a flat {max_abs, rel_l2[, max_rel]}, a per-output map whose keys may end in '*',
+ * a flat {max_abs, rel_l2[, max_rel]}, a per-output map whose keys may end in '*'
+ * (or in 'K' for a step number: "out.x_stepK" covers out.x_step1, ...),
  * `tolerance_mid` for intermediate `mid.*` tensors, and `tolerance_overrides`.
  */
 #ifndef TS_GOLDEN_GOLDEN_H
@@ -14,6 +15,7 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
+#include "core/tensor.h"
 #include "io/safetensors.h"
 
 typedef struct {
@@ -28,6 +30,10 @@ typedef struct {
  * line "  name  max_abs=...  rel_l2=...  PASS|FAIL" and counts the result.
  * A shape mismatch or a missing expected tensor counts as a failure. */
 int golden_compare(golden_case *gc, const char *name, const float *got, int ndim, const int64_t *shape);
+/* A model probe callback (ctx = the golden_case): compares each intermediate the model
+ * reports with the stored tensor of that name, when the case stored one and gives it a
+ * tolerance (a mid.* tensor without one is only there to localise a mismatch). */
+void golden_compare_probe(void *ctx, const char *name, const ts_tensor *t);
 /* Exact comparison of integer sequences (token ids); label names the comparison. */
 int golden_compare_ids(golden_case *gc, const char *label, const int64_t *got, const int64_t *want, int64_t n);
 

@@ -10,14 +10,6 @@
 #include "golden/runners.h"
 #include "models/unet.h"
 
-/* Every intermediate the UNet reports is compared when the case stored it. */
-static void compare_probe(void *ctx, const char *name, const ts_tensor *t)
-{
-    golden_case *gc = ctx;
-    if (ts_st_find(gc->io, name))
-        golden_compare(gc, name, t->data, t->ndim, t->shape);
-}
-
 static int config_int(golden_case *gc, const char *key, int fallback)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(gc->json, "config"), key);
@@ -50,7 +42,7 @@ int golden_run_unet(golden_case *gc)
     }
     if (!rc) {
         ts_unet_inputs in = {.x = &x, .timesteps = timesteps, .context = &context, .y = y.data ? &y : NULL,
-                             .probe = compare_probe, .probe_ctx = gc};
+                             .probe = golden_compare_probe, .probe_ctx = gc};
         ts_tensor eps;
         rc = ts_unet_forward(unet, &in, arena, &eps);
         if (!rc)

@@ -26,6 +26,7 @@ static const struct {
     {"clip_text_g", golden_run_clip_text},
     {"t5-encoder", golden_run_t5_encoder},
     {"flux", golden_run_flux},
+    {"sd3-mmdit", golden_run_mmdit},
     {NULL, NULL},
 };
 

@@ -18,5 +18,6 @@ int golden_run_cfg(golden_case *gc);
 int golden_run_clip_text(golden_case *gc);
 int golden_run_t5_encoder(golden_case *gc);
 int golden_run_flux(golden_case *gc);
+int golden_run_mmdit(golden_case *gc);
 
 #endif
