@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/bench.h"
 #include "cli/commands.h"
@@ -30,13 +29,6 @@ typedef struct {
     double wall, cpu; /* seconds; cpu = process CPU time / threads */
 } timing;
 
-static double clock_s(clockid_t id)
-{
-    struct timespec t;
-    clock_gettime(id, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 typedef void (*bench_fn)(void *ctx);
 
 /* Best wall and best cpu time of up to max_reps runs after one warm-up, stopping
@@ -45,38 +37,24 @@ static timing best_time(bench_fn fn, void *ctx, int max_reps, double budget)
 {
     fn(ctx);
     timing best = {1e30, 1e30};
-    double start = clock_s(CLOCK_MONOTONIC);
+    double start = bench_wall_seconds();
     int threads = ts_threads_get();
     for (int r = 0; r < max_reps; r++) {
-        double w0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        double w0 = bench_wall_seconds(), c0 = bench_cpu_seconds();
         fn(ctx);
-        double w = clock_s(CLOCK_MONOTONIC) - w0, c = (clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0) / threads;
+        double w = bench_wall_seconds() - w0, c = (bench_cpu_seconds() - c0) / threads;
         best.wall = w < best.wall ? w : best.wall;
         best.cpu = c < best.cpu ? c : best.cpu;
-        if (clock_s(CLOCK_MONOTONIC) - start > budget)
+        if (bench_wall_seconds() - start > budget)
             break;
     }
     return best;
 }
 
-static float *random_floats(size_t n, unsigned *seed)
-{
-    float *x = malloc(n * sizeof(float));
-    if (!x) {
-        fprintf(stderr, "tessera bench: out of memory\n");
-        exit(1);
-    }
-    for (size_t i = 0; i < n; i++) {
-        *seed = *seed * 1664525u + 1013904223u;
-        x[i] = (float)(*seed >> 8) * (1.0f / 8388608.0f) - 1.0f;
-    }
-    return x;
-}
-
 /* A weight [n, k] stored in dtype, from random f32 values. */
 static ts_weight random_weight(ts_dtype dtype, int64_t n, int64_t k, unsigned *seed)
 {
-    float *f = random_floats((size_t)(n * k), seed);
+    float *f = bench_random_floats((size_t)(n * k), seed);
     ts_weight w = {.dtype = dtype, .ndim = 2, .shape = {n, k}, .data = f};
     if (dtype != TS_DTYPE_F32) {
         uint16_t *h = malloc((size_t)(n * k) * 2);
@@ -189,8 +167,8 @@ static void add_row(report *r, const char *label, double gflop, timing own, timi
 
 static void bench_gemm(report *r, int64_t m, int64_t k, int64_t n, ts_dtype dtype, int with_blas, unsigned *seed)
 {
-    gemm_ctx g = {m, n, k, random_floats((size_t)(m * k), seed), random_weight(dtype, n, k, seed),
-                  random_floats((size_t)(m * n), seed)};
+    gemm_ctx g = {m, n, k, bench_random_floats((size_t)(m * k), seed), random_weight(dtype, n, k, seed),
+                  bench_random_floats((size_t)(m * n), seed)};
     double gflop = 2e-9 * (double)m * (double)n * (double)k;
     timing own = best_time(run_linear, &g, 20, 1.0);
     timing blas = with_blas ? best_time(run_linear_auto, &g, 20, 1.0) : not_measured;
@@ -204,8 +182,8 @@ static void bench_gemm(report *r, int64_t m, int64_t k, int64_t n, ts_dtype dtyp
 static void bench_conv(report *r, int64_t c, int64_t o, int64_t h, int64_t w, ts_dtype dtype, unsigned *seed)
 {
     conv_ctx cc;
-    cc.x = ts_tensor_view(random_floats((size_t)(c * h * w), seed), 4, (int64_t[]){1, c, h, w});
-    cc.y = ts_tensor_view(random_floats((size_t)(o * h * w), seed), 4, (int64_t[]){1, o, h, w});
+    cc.x = ts_tensor_view(bench_random_floats((size_t)(c * h * w), seed), 4, (int64_t[]){1, c, h, w});
+    cc.y = ts_tensor_view(bench_random_floats((size_t)(o * h * w), seed), 4, (int64_t[]){1, o, h, w});
     cc.w = random_weight(dtype, o, c * 9, seed);
     cc.w.ndim = 4;
     cc.w.shape[1] = c, cc.w.shape[2] = 3, cc.w.shape[3] = 3;
@@ -225,10 +203,10 @@ static void bench_attention(report *r, int64_t heads, int64_t t, int64_t dh, uns
 {
     int64_t hd = heads * dh;
     attn_ctx a;
-    a.q = random_floats((size_t)(t * hd), seed);
-    a.k = random_floats((size_t)(t * hd), seed);
-    a.v = random_floats((size_t)(t * hd), seed);
-    a.out = random_floats((size_t)(t * hd), seed);
+    a.q = bench_random_floats((size_t)(t * hd), seed);
+    a.k = bench_random_floats((size_t)(t * hd), seed);
+    a.v = bench_random_floats((size_t)(t * hd), seed);
+    a.out = bench_random_floats((size_t)(t * hd), seed);
     a.p = (ts_attn_params){1, heads, t, t, dh, hd, hd, hd, hd, 1.0f / sqrtf((float)dh), 0, {NULL, 0, 0}};
     double gflop = 4e-9 * (double)heads * (double)t * (double)t * (double)dh;
     timing own = best_time(run_attention, &a, 5, 1.5);
@@ -244,8 +222,8 @@ static void bench_attention(report *r, int64_t heads, int64_t t, int64_t dh, uns
 
 static gemm_ctx square_gemm(int64_t s, unsigned *seed)
 {
-    return (gemm_ctx){s, s, s, random_floats((size_t)(s * s), seed), random_weight(TS_DTYPE_F32, s, s, seed),
-                      random_floats((size_t)(s * s), seed)};
+    return (gemm_ctx){s, s, s, bench_random_floats((size_t)(s * s), seed), random_weight(TS_DTYPE_F32, s, s, seed),
+                      bench_random_floats((size_t)(s * s), seed)};
 }
 
 /* Peak: the faster (cpu clock) of OpenBLAS and ts_linear on a 4096^3 f32 product. */
@@ -381,6 +359,8 @@ static const struct {
 } suites[] = {
     {"ops", bench_ops, "GEMM, conv2d and attention kernels against a measured sgemm peak"},
     {"t5", bench_t5_main, "one T5 encoder pass on a checkpoint: time and peak memory"},
+    {"unet", bench_unet_main, "UNet sampling steps (SD1, SD2, SDXL) on a checkpoint: time and peak memory"},
+    {"vae", bench_vae_main, "one VAE decode on a checkpoint: time and peak memory"},
 };
 
 static void bench_usage(FILE *f)

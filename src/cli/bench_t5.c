@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/bench.h"
 #include "core/arena.h"
@@ -28,42 +27,18 @@ static void t5_usage(FILE *f)
                "and prints the time, the peak resident memory and the arena's peak.\n");
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* A "Name:   123 kB" line of /proc/self/status, in bytes; -1 when unavailable. */
-static double proc_status_bytes(const char *key)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double v = -1.0;
-    size_t n = strlen(key);
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, key, n) == 0 && line[n] == ':') {
-            v = strtod(line + n + 1, NULL) * 1024.0;
-            break;
-        }
-    if (f)
-        fclose(f);
-    return v;
-}
-
 static int bench_t5(const char *model, long tokens)
 {
     ts_safetensors *st = NULL;
     ts_t5_encoder m;
-    double t0 = now_seconds();
+    double t0 = bench_wall_seconds();
     int rc = ts_st_open(model, &st);
     rc = rc ? rc : ts_t5_load(st, NULL, &m);
     if (rc) {
         ts_st_close(st);
         return rc;
     }
-    double t_load = now_seconds() - t0;
+    double t_load = bench_wall_seconds() - t0;
     int32_t *ids = malloc((size_t)tokens * sizeof *ids);
     /* reserve: activations (x, h, q, k, v, o, two FFN branches) plus the [H, T, T] bias, doubled */
     size_t need = (size_t)tokens * (size_t)(6 * m.d_model + 2 * m.d_ff) * sizeof(float) +
@@ -78,9 +53,9 @@ static int bench_t5(const char *model, long tokens)
     for (long i = 0; i < tokens; i++)
         ids[i] = i + 1 == tokens || m.vocab <= 2 ? 1 : (int32_t)(2 + (i * 7919 + 13) % (m.vocab - 2));
     ts_tensor out;
-    t0 = now_seconds();
+    t0 = bench_wall_seconds();
     rc = ts_t5_forward(&m, ids, NULL, 1, tokens, arena, &out);
-    double t_run = now_seconds() - t0;
+    double t_run = bench_wall_seconds() - t0;
     if (!rc) {
         double s = 0.0;
         for (int64_t i = 0; i < ts_tensor_numel(&out); i++)
@@ -91,26 +66,13 @@ static int bench_t5(const char *model, long tokens)
         printf("run      %ld tokens, %d threads: %.2f s (open + load %.3f s); output rms %.4f\n", tokens,
                ts_threads_get(), t_run, t_load, sqrt(s / (double)ts_tensor_numel(&out)));
         printf("memory   peak RSS %.0f MB (VmHWM); now RssAnon %.0f MB, RssFile %.0f MB; arena peak %.1f MB\n",
-               proc_status_bytes("VmHWM") / 1e6, proc_status_bytes("RssAnon") / 1e6,
-               proc_status_bytes("RssFile") / 1e6, (double)ts_arena_peak(arena) / 1e6);
+               bench_proc_status_bytes("VmHWM") / 1e6, bench_proc_status_bytes("RssAnon") / 1e6,
+               bench_proc_status_bytes("RssFile") / 1e6, (double)ts_arena_peak(arena) / 1e6);
     }
     free(ids);
     ts_arena_destroy(arena);
     ts_st_close(st);
     return rc;
-}
-
-/* A whole-number option value in [min, 1000000]; prints the complaint and returns -1 otherwise. */
-static int parse_count(const char *option, const char *text, long min, long *out)
-{
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (end == text || *end || v < min || v > 1000000) {
-        fprintf(stderr, "tessera bench: bad value '%s' for %s\n", text, option);
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 int bench_t5_main(int argc, char **argv)
@@ -130,10 +92,10 @@ int bench_t5_main(int argc, char **argv)
         if (strcmp(a, "--model") == 0 || strcmp(a, "-m") == 0) {
             model = argv[++i];
         } else if (strcmp(a, "--tokens") == 0) {
-            if (parse_count(a, argv[++i], 1, &tokens))
+            if (bench_parse_count(a, argv[++i], 1, &tokens))
                 return 2;
         } else if (strcmp(a, "--threads") == 0) {
-            if (parse_count(a, argv[++i], 0, &threads))
+            if (bench_parse_count(a, argv[++i], 0, &threads))
                 return 2;
         } else {
             fprintf(stderr, "tessera bench: unknown option '%s'\n", a);

@@ -16,7 +16,7 @@ check 'grep -q "^memory   peak RSS [0-9]* MB" <<<"$out"'
 
 "$bin" bench t5 --tokens 0 --model "$model" 2>/dev/null; check '[ $? -eq 2 ]'
 "$bin" bench t5 --model 2>/dev/null; check '[ $? -eq 2 ]'
-"$bin" bench unet --model "$model" 2>/dev/null; check '[ $? -eq 2 ]'
+"$bin" bench nosuch --model "$model" 2>/dev/null; check '[ $? -eq 2 ]'
 err=$("$bin" bench t5 --model /nonexistent/t5.safetensors 2>&1); rc=$?
 check '[ $rc -eq 1 ] && grep -q "tessera bench: /nonexistent/t5.safetensors" <<<"$err"'
 err=$("$bin" bench t5 --model "${TESSERA_SHARED:-../shared}/golden/clip_text_l/model.safetensors" 2>&1); rc=$?
