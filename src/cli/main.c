@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     {"golden", cmd_golden, "check the engine against golden reference cases"},
     {"info", cmd_info, "show a checkpoint's tensors, dtypes, model family and metadata"},
+    {"seams", cmd_seams, "score how visible a tile grid is in an image"},
 };
 
 static void usage(FILE *f)
