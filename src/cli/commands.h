@@ -10,5 +10,6 @@
 int cmd_golden(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_seams(int argc, char **argv);
+int cmd_vae_decode(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ static const struct {
     {"golden", cmd_golden, "check the engine against golden reference cases"},
     {"info", cmd_info, "show a checkpoint's tensors, dtypes, model family and metadata"},
     {"seams", cmd_seams, "score how visible a tile grid is in an image"},
+    {"vae-decode", cmd_vae_decode, "decode a random latent (tiled or not): time and peak memory"},
 };
 
 static void usage(FILE *f)
