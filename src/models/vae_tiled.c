@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "models/vae_layers.h"
 #include "ops/activation.h"
 
@@ -207,22 +208,57 @@ static int transfer(ts_arena *arena, const store *s, const int64_t r[4], float *
 
 /* ---- global GroupNorm ----------------------------------------------------------------- */
 
-/* Adds the interior x [1, C, h, w] of one tile to the statistics. */
+/* One tile's per-group mean and squared deviations, two passes in double, groups in parallel. */
+typedef struct {
+    const float *x;
+    int64_t len; /* elements per group */
+    double mean[TS_VAE_GROUPS], m2[TS_VAE_GROUPS];
+} tile_moments;
+
+static void tile_moments_range(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    tile_moments *t = ctx;
+    for (int64_t g = begin; g < end; g++) {
+        const float *p = t->x + g * t->len;
+        double sum = 0.0, m2 = 0.0;
+        for (int64_t i = 0; i < t->len; i++)
+            sum += p[i];
+        double mean = sum / (double)t->len;
+        for (int64_t i = 0; i < t->len; i++)
+            m2 += (p[i] - mean) * (p[i] - mean);
+        t->mean[g] = mean;
+        t->m2[g] = m2;
+    }
+}
+
+/* Adds the interior x [1, C, h, w] of one tile to the statistics (Chan et al.'s update). */
 static void stats_add(gn_stats *st, const ts_tensor *x)
 {
-    int64_t len = x->shape[1] / TS_VAE_GROUPS * x->shape[2] * x->shape[3];
+    tile_moments t = {.x = x->data, .len = x->shape[1] / TS_VAE_GROUPS * x->shape[2] * x->shape[3]};
+    ts_parallel_for(TS_VAE_GROUPS, 1, tile_moments_range, &t);
     for (int g = 0; g < TS_VAE_GROUPS; g++) {
-        const float *p = x->data + g * len;
-        double sum = 0.0, m2 = 0.0;
-        for (int64_t i = 0; i < len; i++)
-            sum += p[i];
-        double mean = sum / (double)len;
-        for (int64_t i = 0; i < len; i++)
-            m2 += (p[i] - mean) * (p[i] - mean);
-        double n = st->n[g] + (double)len, delta = mean - st->mean[g];
-        st->m2[g] += m2 + delta * delta * st->n[g] * (double)len / n;
-        st->mean[g] += delta * (double)len / n;
+        double n = st->n[g] + (double)t.len, delta = t.mean[g] - st->mean[g];
+        st->m2[g] += t.m2[g] + delta * delta * st->n[g] * (double)t.len / n;
+        st->mean[g] += delta * (double)t.len / n;
         st->n[g] = n;
+    }
+}
+
+/* Per-channel affine form of the normalisation, applied to channels in parallel. */
+typedef struct {
+    float *x, *scale, *shift;
+    int64_t spatial;
+} affine_job;
+
+static void affine_range(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    const affine_job *j = ctx;
+    for (int64_t ch = begin; ch < end; ch++) {
+        float *p = j->x + ch * j->spatial, scale = j->scale[ch], shift = j->shift[ch];
+        for (int64_t i = 0; i < j->spatial; i++)
+            p[i] = p[i] * scale + shift;
     }
 }
 
@@ -230,21 +266,21 @@ static void stats_add(gn_stats *st, const ts_tensor *x)
 static int stats_norm(ts_arena *arena, const gn_stats *st, const ts_weight *gamma, const ts_weight *beta, int swish,
                       ts_tensor *x)
 {
-    int64_t c = x->shape[1], spatial = x->shape[2] * x->shape[3], per = c / TS_VAE_GROUPS;
+    int64_t c = x->shape[1], per = c / TS_VAE_GROUPS;
     size_t mark = ts_arena_mark(arena);
     float *g = ts_arena_alloc(arena, (size_t)c * sizeof(float)), *b = ts_arena_alloc(arena, (size_t)c * sizeof(float));
     if (!g || !b)
         return TS_ERR_NOMEM;
     ts_weight_to_f32(gamma, g);
     ts_weight_to_f32(beta, b);
-    for (int64_t ch = 0; ch < c; ch++) {
+    for (int64_t ch = 0; ch < c; ch++) { /* g becomes the scale, b the shift */
         int64_t grp = ch / per;
         double inv = 1.0 / sqrt(st->m2[grp] / st->n[grp] + TS_VAE_EPS);
-        float scale = (float)inv * g[ch], shift = b[ch] - (float)st->mean[grp] * scale;
-        float *p = x->data + ch * spatial;
-        for (int64_t i = 0; i < spatial; i++)
-            p[i] = p[i] * scale + shift;
+        g[ch] = (float)inv * g[ch];
+        b[ch] = b[ch] - (float)st->mean[grp] * g[ch];
     }
+    affine_job j = {x->data, g, b, x->shape[2] * x->shape[3]};
+    ts_parallel_for(c, 1, affine_range, &j);
     if (swish)
         ts_silu(x->data, ts_tensor_numel(x));
     ts_arena_reset(arena, mark);
