@@ -1,13 +1,14 @@
 /*
  * Tiled VAE vs the untiled pass, on the tiny vae_kl golden model at sizes where the
- * tile grid matters (a 64x48 latent is 4x3 tiles of 16; 23x17 has ragged tiles of 7): the
- * tiled result must equal the untiled one to float rounding (largest difference
- * printed, bound 1e-5 of the output's range), for decode, encode, batches and
- * ragged grids.  f16 spill is an approximation that must stay within 1e-2 but
- * measurably differ; per-tile attention must differ and stay finite (on this
- * random-weight model its error is large, ~0.6 of the range: it is a real
- * approximation, hence exact attention up to the token limit).  A spill directory that does not exist is an
- * error, not a crash.
+ * tile grid matters (a 64x48 latent is 4x3 tiles of 16; 23x17 has ragged tiles of
+ * 7): the tiled result must equal the untiled one to float rounding (largest
+ * difference printed, bound 1e-5 of the output's range), for decode, encode,
+ * batches and ragged grids.  f16 spill is an approximation that must stay within
+ * 1e-2 but measurably differ; per-tile attention must differ and stay finite (on
+ * this random-weight model its error is large, ~0.6 of the range: it is a real
+ * approximation, hence exact attention up to the token limit).  The arena's high
+ * water mark of a 16-tile decode is a fraction of the untiled one.  A spill
+ * directory that does not exist is an error, not a crash.
  */
 #include <string.h>
 
@@ -112,6 +113,28 @@ static void check_exact_decode(int64_t batch, int64_t h, int64_t w, int tile, co
 static void test_decode_matches_untiled(void) { check_exact_decode(1, 64, 48, 16, "tile 16"); }
 static void test_ragged_tiles_and_batch(void) { check_exact_decode(2, 23, 17, 7, "tile 7, batch 2"); }
 
+/* The point of tiling: the working set follows the tile, not the image. */
+static void test_working_set_follows_the_tile(void)
+{
+    if (!setup())
+        return;
+    size_t mark = ts_arena_mark(arena);
+    ts_tensor latent = pattern(1, 4, 32, 32, 0.8f), out;
+    ts_arena *whole = ts_arena_create((size_t)1 << 30), *tiled = ts_arena_create((size_t)1 << 30);
+    CHECK(whole && tiled);
+    if (whole && tiled) {
+        CHECK(ts_vae_decode(&vae, &latent, whole, &out) == 0);
+        CHECK(ts_vae_decode_tiled(&vae, &latent, &(ts_vae_tiling){.tile = 8}, tiled, &out) == 0);
+        size_t image = (size_t)ts_tensor_numel(&out) * sizeof(float);
+        printf("  arena peak: untiled %zu KiB, 16 tiles %zu KiB (output %zu KiB)\n", ts_arena_peak(whole) >> 10,
+               ts_arena_peak(tiled) >> 10, image >> 10);
+        CHECK(ts_arena_peak(tiled) - image < (ts_arena_peak(whole) - image) / 8);
+    }
+    ts_arena_destroy(whole);
+    ts_arena_destroy(tiled);
+    ts_arena_reset(arena, mark);
+}
+
 static void test_encode_matches_untiled(void)
 {
     if (!setup())
@@ -165,5 +188,6 @@ static void test_bad_spill_dir_fails(void)
     ts_arena_reset(arena, mark);
 }
 
-TEST_MAIN(TEST(test_decode_matches_untiled), TEST(test_ragged_tiles_and_batch), TEST(test_encode_matches_untiled),
+TEST_MAIN(TEST(test_decode_matches_untiled), TEST(test_ragged_tiles_and_batch), TEST(test_working_set_follows_the_tile),
+          TEST(test_encode_matches_untiled),
           TEST(test_f16_spill_and_tile_attention), TEST(test_bad_spill_dir_fails))
