@@ -22,11 +22,13 @@
 
 static void vae_decode_usage(FILE *f)
 {
-    fprintf(f, "usage: tessera vae-decode MODEL --size WxH [--seed N] [--untiled] [--tile N]\n"
+    fprintf(f, "usage: tessera vae-decode MODEL --size WxH [--seed N] [--untiled|--naive] [--tile N]\n"
                "                          [--attn-tokens N] [--spill f32|f16] [--spill-dir DIR] [-o OUT.png]\n\n"
                "Decodes a random latent (normal, seeded) of WxH image pixels (multiples of 8) with\n"
                "the VAE in MODEL and prints the time and the peak resident memory.\n\n"
                "  --untiled          the whole-image pass (default: tiled)\n"
+               "  --naive            each tile decoded on its own and pasted (no halo, local\n"
+               "                     statistics): the seam-prone scheme, a negative control for seams\n"
                "  --tile N           tile side in latent pixels (default %d)\n"
                "  --attn-tokens N    mid-block attention over the whole latent up to N positions,\n"
                "                     per tile beyond (default %d)\n"
@@ -66,9 +68,39 @@ static int write_png(const char *path, const ts_tensor *image)
     return rc;
 }
 
+/* The naive scheme: every tile of the latent decoded independently, pasted into image. */
+static int decode_naive(const ts_vae *vae, const ts_tensor *latent, int tile, ts_arena *arena, ts_tensor *image)
+{
+    int64_t z = latent->shape[1], h = latent->shape[2], w = latent->shape[3], f = (int64_t)1 << (vae->levels - 1);
+    *image = ts_arena_tensor(arena, 4, (int64_t[]){1, vae->image_channels, h * f, w * f});
+    if (!image->data)
+        return TS_ERR_NOMEM;
+    for (int64_t y0 = 0; y0 < h; y0 += tile)
+        for (int64_t x0 = 0; x0 < w; x0 += tile) {
+            int64_t th = y0 + tile < h ? tile : h - y0, tw = x0 + tile < w ? tile : w - x0;
+            size_t mark = ts_arena_mark(arena);
+            ts_tensor crop = ts_arena_tensor(arena, 4, (int64_t[]){1, z, th, tw}), out;
+            if (!crop.data)
+                return TS_ERR_NOMEM;
+            for (int64_t c = 0; c < z; c++)
+                for (int64_t y = 0; y < th; y++)
+                    memcpy(crop.data + (c * th + y) * tw, latent->data + (c * h + y0 + y) * w + x0,
+                           (size_t)tw * sizeof(float));
+            int rc = ts_vae_decode(vae, &crop, arena, &out);
+            if (rc)
+                return rc;
+            for (int64_t c = 0; c < vae->image_channels; c++)
+                for (int64_t y = 0; y < th * f; y++)
+                    memcpy(image->data + (c * h * f + y0 * f + y) * w * f + x0 * f, out.data + (c * th * f + y) * tw * f,
+                           (size_t)(tw * f) * sizeof(float));
+            ts_arena_reset(arena, mark);
+        }
+    return 0;
+}
+
 typedef struct {
     const char *model, *out;
-    int width, height, untiled;
+    int width, height, untiled, naive;
     uint64_t seed;
     ts_vae_tiling tiling;
 } decode_args;
@@ -93,14 +125,16 @@ static int decode(const decode_args *a)
     if (!rc) {
         random_normal(latent.data, ts_tensor_numel(&latent), a->seed);
         double t0 = now();
+        int tile = a->tiling.tile ? a->tiling.tile : TS_VAE_TILE_DEFAULT;
         rc = a->untiled ? ts_vae_decode(&vae, &latent, arena, &image)
+             : a->naive ? decode_naive(&vae, &latent, tile, arena, &image)
                         : ts_vae_decode_tiled(&vae, &latent, &a->tiling, arena, &image);
         double t1 = now();
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         if (!rc)
             printf("decoded %lldx%lld (%s) in %.2f s, peak RSS %.0f MiB, arena peak %.0f MiB\n",
-                   (long long)image.shape[3], (long long)image.shape[2], a->untiled ? "untiled" : "tiled", t1 - t0,
+                   (long long)image.shape[3], (long long)image.shape[2], a->untiled ? "untiled" : a->naive ? "naive tiles" : "tiled", t1 - t0,
                    (double)ru.ru_maxrss / 1024.0, (double)ts_arena_peak(arena) / 1048576.0);
     }
     if (!rc && a->out)
@@ -122,6 +156,8 @@ int cmd_vae_decode(int argc, char **argv)
             return 0;
         } else if (strcmp(o, "--untiled") == 0) {
             a.untiled = 1, takes = 0;
+        } else if (strcmp(o, "--naive") == 0) {
+            a.naive = 1, takes = 0;
         } else if (!v && o[0] == '-') {
             bad = 1;
         } else if (strcmp(o, "--size") == 0) {
