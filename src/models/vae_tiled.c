@@ -25,8 +25,9 @@
  * accessed with pread/pwrite.  Written pages sit in the page cache, reclaimable and
  * not part of the resident set; RAM holds one tile's input, padded input and output
  * (the arena is reset after every tile).  A residual block's output overwrites its
- * input in place when the channels match (a tile reads only its own interior of the
- * residual), so at most three stores are open at a time.  f16 spill halves the file
+ * input in place unless it has more channels (a tile reads only its own interior of
+ * the residual), so at most three stores are open at a time and the disk peak of a
+ * decode is two full-resolution activations plus one at half resolution.  f16 spill halves the file
  * and I/O but rounds every stored activation to 11 significant bits (relative
  * error ~2.4e-4 per stage, compounding over the ~30 stages of a decoder); f32 is
  * exact and the default.
@@ -408,25 +409,30 @@ static int run_attention(const run *r, const ts_vae_attention *at, const store *
     return rc;
 }
 
-/* *x = resblock(*x); *st holds x's statistics before and after.  The output reuses
- * x's store unless the block changes the channel count. */
+/* *x = resblock(*x); *st holds x's statistics before and after.  The output goes over
+ * x in x's file unless the block widens the channels: a tile reads only its own
+ * interior of the residual x, just before writing its output there. */
 static int resblock_tiled(const run *r, const ts_vae_resblock *blk, store *x, gn_stats *st)
 {
     store h, y = *x;
     gn_stats sh;
-    int fresh = blk->shortcut_w.data != NULL;
+    int64_t out_c = blk->conv2_w.shape[0];
+    int fresh = out_c > x->c;
     int rc = store_open(r, &h, blk->conv1_w.shape[0], x->f);
     stage a = {.in = x, .up = 1, .norm = st, .norm_w = &blk->norm1_w, .norm_b = &blk->norm1_b,
                .w = &blk->conv1_w, .b = &blk->conv1_b, .p = ts_conv_same(1, 1), .out = &h, .stats = &sh};
     rc = rc ? rc : run_stage(r, &a);
     if (!rc && fresh)
-        rc = store_open(r, &y, blk->conv2_w.shape[0], x->f);
+        rc = store_open(r, &y, out_c, x->f);
+    y.c = out_c;
     stage b = {.in = &h, .up = 1, .norm = &sh, .norm_w = &blk->norm2_w, .norm_b = &blk->norm2_b,
                .w = &blk->conv2_w, .b = &blk->conv2_b, .p = ts_conv_same(1, 1), .res = x, .blk = blk,
                .out = &y, .stats = st};
     rc = rc ? rc : run_stage(r, &b);
     store_close(&h);
-    if (fresh && y.fd >= 0) {
+    if (!fresh)
+        x->c = out_c;
+    else if (y.fd >= 0) {
         store_close(x);
         *x = y;
     }
