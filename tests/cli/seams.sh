@@ -37,13 +37,7 @@ r=$(ratio "$tmp/seams.png" --grid 64x64 --offset 32,32)
 check "a grid off the steps sees none ($r)" "0.95 < ${r:-0} < 1.05"
 r=$(ratio "$tmp/seams_rgba.png" --grid 64)
 check "RGBA: alpha ignored ($r)" "${r:-0} > 1.10"
-expect() { # expect CODE DESCRIPTION -- command...
-    local want=$1 what=$2; shift 3
-    "$@" >"$tmp/out.txt" 2>&1
-    local got=$?
-    if [ "$got" -ne "$want" ]; then echo "FAIL: $what: exit $got, expected $want"; sed 's/^/    /' "$tmp/out.txt"; fail=1
-    else echo "ok: $what"; fi
-}
+. "$(dirname "$0")/lib/expect.sh"
 expect 1 "--max fails a seamed image" -- "$tessera" seams "$tmp/seams.png" --grid 64 --max 1.1
 expect 0 "--max passes a smooth image" -- "$tessera" seams "$tmp/smooth.png" --grid 64 --max 1.1
 expect 2 "--grid is required" -- "$tessera" seams "$tmp/smooth.png"

@@ -9,13 +9,7 @@ tmp=${TESSERA_TEST_TMP:?}/vae-decode-cli
 rm -rf "$tmp" && mkdir -p "$tmp"
 model=$shared/golden/vae_kl/model.safetensors
 fail=0
-expect() { # expect CODE DESCRIPTION -- command...
-    local want=$1 what=$2; shift 3
-    "$@" >"$tmp/out.txt" 2>&1
-    local got=$?
-    if [ "$got" -ne "$want" ]; then echo "FAIL: $what: exit $got, expected $want"; sed 's/^/    /' "$tmp/out.txt"; fail=1
-    else echo "ok: $what"; fi
-}
+. "$(dirname "$0")/lib/expect.sh"
 expect 0 "untiled decode" -- "$tessera" vae-decode "$model" --size 96x64 --untiled -o "$tmp/untiled.png"
 expect 0 "tiled decode" -- "$tessera" vae-decode "$model" --size 96x64 --tile 2 -o "$tmp/tiled.png"
 grep -q "^decoded 96x64 (tiled) in .* s, peak RSS .* MiB" "$tmp/out.txt" || { echo "FAIL: no report line"; fail=1; }
