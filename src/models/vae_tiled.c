@@ -483,6 +483,8 @@ static void setup(run *r, ts_arena *arena, const ts_vae_tiling *opts, int64_t h,
         r->opts.attn_tokens = TS_VAE_ATTN_TOKENS_DEFAULT;
     if (!r->opts.spill_dir)
         r->opts.spill_dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    if (r->opts.tile > (h > w ? h : w)) /* one tile: no slot (sparse file) larger than the image */
+        r->opts.tile = (int)(h > w ? h : w);
     r->g = (grid){.h = h, .w = w, .tile = r->opts.tile};
     r->g.rows = (h + r->g.tile - 1) / r->g.tile;
     r->g.cols = (w + r->g.tile - 1) / r->g.tile;
