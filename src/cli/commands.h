@@ -13,5 +13,7 @@ int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_upscale(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
+int cmd_seams(int argc, char **argv);
+int cmd_vae_decode(int argc, char **argv);
 
 #endif

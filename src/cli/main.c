@@ -16,6 +16,8 @@ static const struct {
     {"bench", cmd_bench, "measure kernel and model speed and memory on this machine"},
     {"encode", cmd_encode, "show a prompt's tokens, weights and text-encoder output statistics"},
     {"upscale", cmd_upscale, "super-resolve a photo x2..x8 (RDN/RRDN models from UpscalerJS)"},
+    {"seams", cmd_seams, "score how visible a tile grid is in an image"},
+    {"vae-decode", cmd_vae_decode, "decode a random latent (tiled or not): time and peak memory"},
 };
 
 static void usage(FILE *f)

@@ -202,11 +202,12 @@ static cJSON *read_json_file(const char *path)
     return json;
 }
 
-int golden_run_case(const char *dir, double tolerance_scale)
+int golden_run_case(const char *dir, const golden_options *opts)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/case.json", dir);
-    golden_case gc = {.dir = dir, .tolerance_scale = tolerance_scale};
+    golden_case gc = {.dir = dir, .tolerance_scale = opts->tolerance_scale > 0 ? opts->tolerance_scale : 1.0,
+                      .vae_tile = opts->vae_tile};
     gc.json = read_json_file(path);
     if (!gc.json) {
         printf("%s: FAIL: %s\n", dir, ts_error_message());

@@ -23,8 +23,15 @@ typedef struct {
     cJSON *json;            /* case.json */
     ts_safetensors *io;     /* io.safetensors, or NULL when the case has none */
     double tolerance_scale; /* multiplies every tolerance (e.g. tiled runs) */
+    int vae_tile;           /* > 0: VAE runners use the tiled passes with this tile (latent pixels) */
     int compared, failed;
 } golden_case;
+
+/* How golden_run_case runs a case. */
+typedef struct {
+    double tolerance_scale; /* 0 means 1 */
+    int vae_tile;           /* 0: untiled VAE */
+} golden_options;
 
 /* Compares got (float32, numel elements) with the stored tensor `name`; prints one
  * line "  name  max_abs=...  rel_l2=...  PASS|FAIL" and counts the result.
@@ -50,6 +57,6 @@ golden_runner_fn golden_runner_for(const char *family);
 
 /* Runs one case folder. Returns 0 all passed, 1 a comparison failed or the case could not
  * run (message printed), 77 the family is not implemented yet. */
-int golden_run_case(const char *dir, double tolerance_scale);
+int golden_run_case(const char *dir, const golden_options *opts);
 
 #endif

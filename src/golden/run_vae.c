@@ -1,6 +1,7 @@
 /*
  * Golden runners for the VAE cases: vae_kl (SD layout with quant convs, 4 latent
  * channels) and vae_kl16 (Flux ae.safetensors layout, 16 channels, scale and shift).
+ * With gc->vae_tile set, every pass goes through the tiled VAE instead.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "golden/golden.h"
 #include "golden/runners.h"
 #include "models/vae.h"
+#include "models/vae_tiled.h"
 
 /* Channels [from, from + count) of an NCHW tensor, as a new buffer. */
 static float *channel_slice(const ts_tensor *t, int64_t from, int64_t count)
@@ -80,20 +82,42 @@ static void close_vae_case(vae_case *vc)
     ts_st_close(vc->model);
 }
 
+/* The three passes, untiled or tiled as the case asks. */
+static int encoder_forward(golden_case *gc, vae_case *vc, ts_tensor *out)
+{
+    ts_vae_tiling t = {.tile = gc->vae_tile};
+    return gc->vae_tile ? ts_vae_encoder_forward_tiled(&vc->vae, &vc->image, &t, vc->arena, out)
+                        : ts_vae_encoder_forward(&vc->vae, &vc->image, vc->arena, out);
+}
+
+static int encode(golden_case *gc, vae_case *vc, ts_tensor *moments)
+{
+    ts_vae_tiling t = {.tile = gc->vae_tile};
+    return gc->vae_tile ? ts_vae_encode_tiled(&vc->vae, &vc->image, &t, vc->arena, moments)
+                        : ts_vae_encode(&vc->vae, &vc->image, vc->arena, moments);
+}
+
+static int decode(golden_case *gc, vae_case *vc, ts_tensor *image)
+{
+    ts_vae_tiling t = {.tile = gc->vae_tile};
+    return gc->vae_tile ? ts_vae_decode_tiled(&vc->vae, &vc->latent, &t, vc->arena, image)
+                        : ts_vae_decode(&vc->vae, &vc->latent, vc->arena, image);
+}
+
 /* Encoder output, moments, and the raw decode: the part both layouts share. */
 static int run_common(golden_case *gc, vae_case *vc, int clamp_logvar)
 {
     ts_tensor t;
     size_t mark = ts_arena_mark(vc->arena);
-    int rc = ts_vae_encoder_forward(&vc->vae, &vc->image, vc->arena, &t);
+    int rc = encoder_forward(gc, vc, &t);
     if (!rc)
         compare_tensor(gc, "mid.encoder_out", &t);
     ts_arena_reset(vc->arena, mark);
-    rc = rc ? rc : ts_vae_encode(&vc->vae, &vc->image, vc->arena, &t);
+    rc = rc ? rc : encode(gc, vc, &t);
     if (!rc)
         rc = compare_moments(gc, &t, vc->vae.z_channels, clamp_logvar);
     ts_arena_reset(vc->arena, mark);
-    rc = rc ? rc : ts_vae_decode(&vc->vae, &vc->latent, vc->arena, &t);
+    rc = rc ? rc : decode(gc, vc, &t);
     if (!rc)
         compare_tensor(gc, "out.decoded", &t);
     ts_arena_reset(vc->arena, mark);
@@ -126,7 +150,7 @@ int golden_run_vae_kl16(golden_case *gc)
         rc = ts_fail(TS_ERR_FORMAT, "case.json config lacks scale_factor / shift_factor");
     ts_tensor t;
     if (!rc)
-        rc = ts_vae_encode(&vc.vae, &vc.image, vc.arena, &t);
+        rc = encode(gc, &vc, &t);
     if (!rc) {
         /* Flux encodes to the mean (no sampling), then scales and shifts. */
         int64_t z = vc.vae.z_channels, shape[4] = {t.shape[0], z, t.shape[2], t.shape[3]};
@@ -140,7 +164,7 @@ int golden_run_vae_kl16(golden_case *gc)
         int64_t ln = ts_tensor_numel(&vc.latent);
         for (int64_t i = 0; i < ln; i++)
             vc.latent.data[i] = vc.latent.data[i] / fmt.scale + fmt.shift;
-        rc = ts_vae_decode(&vc.vae, &vc.latent, vc.arena, &t);
+        rc = decode(gc, &vc, &t);
         if (!rc)
             compare_tensor(gc, "out.decoded_scaled", &t);
     }

@@ -11,7 +11,8 @@
  * and convolves 3x3 with stride 2; Upsample is nearest x2 then a 3x3 conv.
  *
  * Memory: every layer's output is moved down over its input with ts_arena_keep, so
- * a pass holds one layer's input, temporaries and output at a time.
+ * a pass holds one layer's input, temporaries and output at a time.  The layers the
+ * tiled passes (vae_tiled.c) also run on a tile are shared through vae_layers.h.
  */
 #include "models/vae.h"
 
@@ -25,10 +26,8 @@
 #include "ops/attention.h"
 #include "ops/conv.h"
 #include "ops/gemm.h"
+#include "models/vae_layers.h"
 #include "ops/norm.h"
-
-#define VAE_GROUPS 32
-#define VAE_EPS 1e-6f
 
 /* ---- loading ------------------------------------------------------------------ */
 
@@ -202,8 +201,7 @@ int ts_vae_load(const ts_safetensors *st, ts_vae *vae)
 
 static int64_t channels_of(const ts_weight *conv) { return conv->shape[0]; }
 
-/* conv with the output allocated from the arena. */
-static int conv(ts_arena *arena, const ts_tensor *x, const ts_weight *w, const ts_weight *b, ts_conv_params p,
+int ts_vae_conv(ts_arena *arena, const ts_tensor *x, const ts_weight *w, const ts_weight *b, ts_conv_params p,
                 ts_tensor *y)
 {
     int64_t kh = w->ndim == 4 ? w->shape[2] : 1, kw = w->ndim == 4 ? w->shape[3] : 1;
@@ -221,7 +219,7 @@ static int norm_swish(ts_arena *arena, const ts_tensor *x, const ts_weight *g, c
     *y = ts_arena_tensor(arena, x->ndim, x->shape);
     if (!y->data)
         return TS_ERR_NOMEM;
-    ts_group_norm(x, VAE_GROUPS, g, b, VAE_EPS, y);
+    ts_group_norm(x, TS_VAE_GROUPS, g, b, TS_VAE_EPS, y);
     ts_silu(y->data, ts_tensor_numel(y));
     return 0;
 }
@@ -235,25 +233,33 @@ static int norm_swish_replace(ts_arena *arena, ts_tensor *x, const ts_weight *g,
     return rc;
 }
 
+int ts_vae_add_shortcut(ts_arena *arena, const ts_vae_resblock *blk, const ts_tensor *x, ts_tensor *out)
+{
+    size_t mark = ts_arena_mark(arena);
+    ts_tensor s = *x;
+    if (blk->shortcut_w.data) {
+        int rc = ts_vae_conv(arena, x, &blk->shortcut_w, &blk->shortcut_b, ts_conv_same(1, 0), &s);
+        if (rc)
+            return rc;
+    }
+    int64_t n = ts_tensor_numel(out);
+    for (int64_t i = 0; i < n; i++)
+        out->data[i] += s.data[i];
+    ts_arena_reset(arena, mark);
+    return 0;
+}
+
 /* out = shortcut(x) + conv2(swish(norm2(conv1(swish(norm1(x)))))); replaces *x. */
 static int resblock(ts_arena *arena, const ts_vae_resblock *blk, ts_tensor *x)
 {
     ts_tensor a, h, out;
     int rc = norm_swish(arena, x, &blk->norm1_w, &blk->norm1_b, &a);
-    rc = rc ? rc : conv(arena, &a, &blk->conv1_w, &blk->conv1_b, ts_conv_same(1, 1), &h);
+    rc = rc ? rc : ts_vae_conv(arena, &a, &blk->conv1_w, &blk->conv1_b, ts_conv_same(1, 1), &h);
     rc = rc ? rc : norm_swish(arena, &h, &blk->norm2_w, &blk->norm2_b, &a);
-    rc = rc ? rc : conv(arena, &a, &blk->conv2_w, &blk->conv2_b, ts_conv_same(1, 1), &out);
-    if (rc == 0 && blk->shortcut_w.data) {
-        rc = conv(arena, x, &blk->shortcut_w, &blk->shortcut_b, ts_conv_same(1, 0), &h);
-        a = h;
-    } else {
-        a = *x;
-    }
+    rc = rc ? rc : ts_vae_conv(arena, &a, &blk->conv2_w, &blk->conv2_b, ts_conv_same(1, 1), &out);
+    rc = rc ? rc : ts_vae_add_shortcut(arena, blk, x, &out);
     if (rc)
         return rc;
-    int64_t n = ts_tensor_numel(&out);
-    for (int64_t i = 0; i < n; i++)
-        out.data[i] += a.data[i];
     *x = ts_arena_keep(arena, ts_arena_offset(arena, x->data), out);
     return 0;
 }
@@ -267,19 +273,16 @@ static void transpose_cs(const float *src, float *dst, int64_t batch, int64_t ro
                 dst[(b * cols + c) * rows + r] = src[(b * rows + r) * cols + c];
 }
 
-/* Single-head self-attention over the h*w positions; adds its output to *x in place. */
-static int attention(ts_arena *arena, const ts_vae_attention *at, ts_tensor *x)
+int ts_vae_attention_add(ts_arena *arena, const ts_vae_attention *at, ts_tensor *normed, ts_tensor *x)
 {
     size_t mark = ts_arena_mark(arena);
     int64_t batch = x->shape[0], c = x->shape[1], s = x->shape[2] * x->shape[3];
     int64_t tok_shape[3] = {batch, s, c};
-    ts_tensor normed = ts_arena_tensor(arena, x->ndim, x->shape), tokens = ts_arena_tensor(arena, 3, tok_shape);
-    ts_tensor q = ts_arena_tensor(arena, 3, tok_shape), k = ts_arena_tensor(arena, 3, tok_shape);
-    ts_tensor v = ts_arena_tensor(arena, 3, tok_shape);
-    if (!normed.data || !tokens.data || !q.data || !k.data || !v.data)
+    ts_tensor tokens = ts_arena_tensor(arena, 3, tok_shape), q = ts_arena_tensor(arena, 3, tok_shape);
+    ts_tensor k = ts_arena_tensor(arena, 3, tok_shape), v = ts_arena_tensor(arena, 3, tok_shape);
+    if (!tokens.data || !q.data || !k.data || !v.data)
         return TS_ERR_NOMEM;
-    ts_group_norm(x, VAE_GROUPS, &at->norm_w, &at->norm_b, VAE_EPS, &normed);
-    transpose_cs(normed.data, tokens.data, batch, c, s);
+    transpose_cs(normed->data, tokens.data, batch, c, s);
     ts_linear(tokens.data, c, batch * s, &at->q_w, &at->q_b, q.data, c);
     ts_linear(tokens.data, c, batch * s, &at->k_w, &at->k_b, k.data, c);
     ts_linear(tokens.data, c, batch * s, &at->v_w, &at->v_b, v.data, c);
@@ -287,12 +290,25 @@ static int attention(ts_arena *arena, const ts_vae_attention *at, ts_tensor *x)
                         .ldq = c, .ldk = c, .ldv = c, .ldo = c, .scale = 1.0f / sqrtf((float)c)};
     ts_attention(q.data, k.data, v.data, tokens.data, &p);
     ts_linear(tokens.data, c, batch * s, &at->proj_w, &at->proj_b, q.data, c);
-    transpose_cs(q.data, normed.data, batch, s, c);
+    transpose_cs(q.data, normed->data, batch, s, c);
     int64_t n = ts_tensor_numel(x);
     for (int64_t i = 0; i < n; i++)
-        x->data[i] += normed.data[i];
+        x->data[i] += normed->data[i];
     ts_arena_reset(arena, mark);
     return 0;
+}
+
+/* Single-head self-attention over the h*w positions; adds its output to *x in place. */
+static int attention(ts_arena *arena, const ts_vae_attention *at, ts_tensor *x)
+{
+    size_t mark = ts_arena_mark(arena);
+    ts_tensor normed = ts_arena_tensor(arena, x->ndim, x->shape);
+    if (!normed.data)
+        return TS_ERR_NOMEM;
+    ts_group_norm(x, TS_VAE_GROUPS, &at->norm_w, &at->norm_b, TS_VAE_EPS, &normed);
+    int rc = ts_vae_attention_add(arena, at, &normed, x);
+    ts_arena_reset(arena, mark);
+    return rc;
 }
 
 static int mid(ts_arena *arena, const ts_vae_mid *m, ts_tensor *x)
@@ -302,18 +318,17 @@ static int mid(ts_arena *arena, const ts_vae_mid *m, ts_tensor *x)
     return rc ? rc : resblock(arena, &m->block_2, x);
 }
 
-/* Replaces *x with conv(x) (any geometry). */
-static int conv_replace(ts_arena *arena, ts_tensor *x, const ts_weight *w, const ts_weight *b, ts_conv_params p)
+int ts_vae_conv_replace(ts_arena *arena, ts_tensor *x, const ts_weight *w, const ts_weight *b, ts_conv_params p)
 {
     ts_tensor y;
-    int rc = conv(arena, x, w, b, p, &y);
+    int rc = ts_vae_conv(arena, x, w, b, p, &y);
     if (rc)
         return rc;
     *x = ts_arena_keep(arena, ts_arena_offset(arena, x->data), y);
     return 0;
 }
 
-static int upsample_nearest2(ts_arena *arena, ts_tensor *x)
+int ts_vae_upsample2(ts_arena *arena, ts_tensor *x)
 {
     int64_t h = x->shape[2], w = x->shape[3];
     int64_t shape[4] = {x->shape[0], x->shape[1], 2 * h, 2 * w};
@@ -338,7 +353,7 @@ static int push_copy(ts_arena *arena, const ts_tensor *t, ts_tensor *out)
     return 0;
 }
 
-static int check_input(const ts_tensor *t, int64_t channels, int64_t multiple, const char *what)
+int ts_vae_check_input(const ts_tensor *t, int64_t channels, int64_t multiple, const char *what)
 {
     if (t->ndim != 4 || t->shape[1] != channels || t->shape[2] % multiple || t->shape[3] % multiple ||
         t->shape[2] <= 0 || t->shape[3] <= 0)
@@ -347,61 +362,75 @@ static int check_input(const ts_tensor *t, int64_t channels, int64_t multiple, c
     return 0;
 }
 
-int ts_vae_encoder_forward(const ts_vae *vae, const ts_tensor *image, ts_arena *arena, ts_tensor *out)
+int ts_vae_encoder_check(const ts_vae *vae, const ts_tensor *image)
 {
     if (!vae->has_encoder)
         return ts_fail(TS_ERR_MODEL, "this VAE file has no encoder (decode-only)");
-    int rc = check_input(image, vae->image_channels, 1 << (vae->levels - 1), "encode");
+    return ts_vae_check_input(image, vae->image_channels, 1 << (vae->levels - 1), "encode");
+}
+
+int ts_vae_encoder_forward(const ts_vae *vae, const ts_tensor *image, ts_arena *arena, ts_tensor *out)
+{
+    int rc = ts_vae_encoder_check(vae, image);
     if (rc)
         return rc;
     const ts_vae_encoder *e = &vae->enc;
     ts_tensor x;
     rc = push_copy(arena, image, &x);
-    rc = rc ? rc : conv_replace(arena, &x, &e->conv_in_w, &e->conv_in_b, ts_conv_same(1, 1));
+    rc = rc ? rc : ts_vae_conv_replace(arena, &x, &e->conv_in_w, &e->conv_in_b, ts_conv_same(1, 1));
     for (int i = 0; i < vae->levels && !rc; i++) {
         for (int j = 0; j < vae->blocks_per_level && !rc; j++)
             rc = resblock(arena, &e->blocks[i][j], &x);
         if (!rc && i + 1 < vae->levels) /* pad right and bottom by one, 3x3 stride 2 */
-            rc = conv_replace(arena, &x, &e->downsample_w[i], &e->downsample_b[i], (ts_conv_params){2, 0, 0, 1, 1});
+            rc = ts_vae_conv_replace(arena, &x, &e->downsample_w[i], &e->downsample_b[i], (ts_conv_params){2, 0, 0, 1, 1});
     }
     rc = rc ? rc : mid(arena, &e->mid, &x);
     rc = rc ? rc : norm_swish_replace(arena, &x, &e->norm_out_w, &e->norm_out_b);
-    rc = rc ? rc : conv_replace(arena, &x, &e->conv_out_w, &e->conv_out_b, ts_conv_same(1, 1));
+    rc = rc ? rc : ts_vae_conv_replace(arena, &x, &e->conv_out_w, &e->conv_out_b, ts_conv_same(1, 1));
     if (rc == 0)
         *out = x;
     return rc;
 }
 
+int ts_vae_quant(const ts_vae *vae, ts_arena *arena, ts_tensor *moments)
+{
+    if (!vae->has_quant_conv)
+        return 0;
+    return ts_vae_conv_replace(arena, moments, &vae->quant_w, &vae->quant_b, ts_conv_same(1, 0));
+}
+
 int ts_vae_encode(const ts_vae *vae, const ts_tensor *image, ts_arena *arena, ts_tensor *moments)
 {
     int rc = ts_vae_encoder_forward(vae, image, arena, moments);
+    return rc ? rc : ts_vae_quant(vae, arena, moments);
+}
+
+int ts_vae_decoder_input(const ts_vae *vae, const ts_tensor *latent, ts_arena *arena, ts_tensor *x)
+{
+    int rc = ts_vae_check_input(latent, vae->z_channels, 1, "decode");
+    rc = rc ? rc : push_copy(arena, latent, x);
     if (!rc && vae->has_quant_conv)
-        rc = conv_replace(arena, moments, &vae->quant_w, &vae->quant_b, ts_conv_same(1, 0));
+        rc = ts_vae_conv_replace(arena, x, &vae->post_quant_w, &vae->post_quant_b, ts_conv_same(1, 0));
     return rc;
 }
 
 int ts_vae_decode(const ts_vae *vae, const ts_tensor *latent, ts_arena *arena, ts_tensor *image)
 {
-    int rc = check_input(latent, vae->z_channels, 1, "decode");
-    if (rc)
-        return rc;
     const ts_vae_decoder *d = &vae->dec;
     ts_tensor x;
-    rc = push_copy(arena, latent, &x);
-    if (!rc && vae->has_quant_conv)
-        rc = conv_replace(arena, &x, &vae->post_quant_w, &vae->post_quant_b, ts_conv_same(1, 0));
-    rc = rc ? rc : conv_replace(arena, &x, &d->conv_in_w, &d->conv_in_b, ts_conv_same(1, 1));
+    int rc = ts_vae_decoder_input(vae, latent, arena, &x);
+    rc = rc ? rc : ts_vae_conv_replace(arena, &x, &d->conv_in_w, &d->conv_in_b, ts_conv_same(1, 1));
     rc = rc ? rc : mid(arena, &d->mid, &x);
     for (int i = vae->levels - 1; i >= 0 && !rc; i--) {
         for (int j = 0; j <= vae->blocks_per_level && !rc; j++)
             rc = resblock(arena, &d->blocks[i][j], &x);
         if (!rc && i > 0) {
-            rc = upsample_nearest2(arena, &x);
-            rc = rc ? rc : conv_replace(arena, &x, &d->upsample_w[i], &d->upsample_b[i], ts_conv_same(1, 1));
+            rc = ts_vae_upsample2(arena, &x);
+            rc = rc ? rc : ts_vae_conv_replace(arena, &x, &d->upsample_w[i], &d->upsample_b[i], ts_conv_same(1, 1));
         }
     }
     rc = rc ? rc : norm_swish_replace(arena, &x, &d->norm_out_w, &d->norm_out_b);
-    rc = rc ? rc : conv_replace(arena, &x, &d->conv_out_w, &d->conv_out_b, ts_conv_same(1, 1));
+    rc = rc ? rc : ts_vae_conv_replace(arena, &x, &d->conv_out_w, &d->conv_out_b, ts_conv_same(1, 1));
     if (rc == 0)
         *image = x;
     return rc;
