@@ -8,19 +8,49 @@
 
 #include "core/error.h"
 
+#define NAME_MAX_LEN 256
+
+static int format_name(char *name, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(name, NAME_MAX_LEN, fmt, ap);
+    if (n < 0 || n >= NAME_MAX_LEN)
+        return ts_fail(TS_ERR_ARG, "tensor name pattern \"%s\" too long", fmt);
+    return 0;
+}
+
 int ts_st_weightf(const ts_safetensors *st, const char *prefix, ts_weight *out, int ndim, const int64_t *shape,
                   const char *fmt, ...)
 {
-    char name[256];
+    char name[NAME_MAX_LEN];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(name, sizeof name, fmt, ap);
+    int rc = format_name(name, fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof name)
-        return ts_fail(TS_ERR_ARG, "tensor name pattern \"%s\" too long", fmt);
+    if (rc)
+        return rc;
     if (ndim == 0)
         return ts_st_weight(st, prefix, name, out);
     return ts_st_weight_shaped(st, prefix, name, ndim, shape, out);
+}
+
+int ts_scope_weight(const ts_st_scope *s, ts_weight *out, const char *fmt, ...)
+{
+    char name[NAME_MAX_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = format_name(name, fmt, ap);
+    va_end(ap);
+    return rc ? rc : ts_st_weight(s->st, s->prefix, name, out);
+}
+
+int ts_scope_has(const ts_st_scope *s, const char *fmt, ...)
+{
+    char name[NAME_MAX_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = format_name(name, fmt, ap);
+    va_end(ap);
+    return rc == 0 && ts_st_find_prefixed(s->st, s->prefix, name) != NULL;
 }
 
 int ts_st_count_indexed(const ts_safetensors *st, const char *prefix, const char *fmt, int max)

@@ -23,4 +23,15 @@ int ts_st_weightf(const ts_safetensors *st, const char *prefix, ts_weight *out, 
  * so a caller can tell "more than max" apart). */
 int ts_st_count_indexed(const ts_safetensors *st, const char *prefix, const char *fmt, int max);
 
+/* A checkpoint seen under one key prefix: what a model loader reads its weights from. */
+typedef struct {
+    const ts_safetensors *st;
+    const char *prefix;
+} ts_st_scope;
+
+/* ts_st_weight on the scope's prefix + the formatted name. */
+int ts_scope_weight(const ts_st_scope *s, ts_weight *out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* True when the scope's prefix + the formatted name is in the file. */
+int ts_scope_has(const ts_st_scope *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

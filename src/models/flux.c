@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/st_names.h"
 #include "models/unet.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
@@ -76,41 +77,14 @@ struct ts_flux {
 
 /* ---- loading ------------------------------------------------------------------ */
 
-typedef struct {
-    const ts_safetensors *st;
-    const char *prefix;
-} loader;
-
-static int load(const loader *l, ts_weight *w, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int load(const loader *l, ts_weight *w, const char *fmt, ...)
-{
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    return ts_st_weight(l->st, l->prefix, name, w);
-}
-
-static int has(const loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int has(const loader *l, const char *fmt, ...)
-{
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    return ts_st_find_prefixed(l->st, l->prefix, name) != NULL;
-}
-
 /* base.weight and base.bias */
-static int load_linear(const loader *l, linear *lin, const char *base)
+static int load_linear(const ts_st_scope *l, linear *lin, const char *base)
 {
-    int rc = load(l, &lin->w, "%s.weight", base);
-    return rc ? rc : load(l, &lin->b, "%s.bias", base);
+    int rc = ts_scope_weight(l, &lin->w, "%s.weight", base);
+    return rc ? rc : ts_scope_weight(l, &lin->b, "%s.bias", base);
 }
 
-static int load_embedder(const loader *l, mlp_embedder *e, const char *base)
+static int load_embedder(const ts_st_scope *l, mlp_embedder *e, const char *base)
 {
     char name[96];
     snprintf(name, sizeof name, "%s.in_layer", base);
@@ -119,7 +93,7 @@ static int load_embedder(const loader *l, mlp_embedder *e, const char *base)
     return rc ? rc : load_linear(l, &e->out, name);
 }
 
-static int load_stream(const loader *l, stream_weights *s, int block, const char *which)
+static int load_stream(const ts_st_scope *l, stream_weights *s, int block, const char *which)
 {
     char name[96];
     int rc = 0;
@@ -133,12 +107,12 @@ static int load_stream(const loader *l, stream_weights *s, int block, const char
     rc = rc ? rc : load_linear(l, &s->mlp0, name);
     snprintf(name, sizeof name, "double_blocks.%d.%s_mlp.2", block, which);
     rc = rc ? rc : load_linear(l, &s->mlp2, name);
-    rc = rc ? rc : load(l, &s->q_scale, "double_blocks.%d.%s_attn.norm.query_norm.scale", block, which);
-    rc = rc ? rc : load(l, &s->k_scale, "double_blocks.%d.%s_attn.norm.key_norm.scale", block, which);
+    rc = rc ? rc : ts_scope_weight(l, &s->q_scale, "double_blocks.%d.%s_attn.norm.query_norm.scale", block, which);
+    rc = rc ? rc : ts_scope_weight(l, &s->k_scale, "double_blocks.%d.%s_attn.norm.key_norm.scale", block, which);
     return rc;
 }
 
-static int load_single(const loader *l, single_block *s, int block)
+static int load_single(const ts_st_scope *l, single_block *s, int block)
 {
     char name[96];
     int rc = 0;
@@ -148,8 +122,8 @@ static int load_single(const loader *l, single_block *s, int block)
     rc = rc ? rc : load_linear(l, &s->linear1, name);
     snprintf(name, sizeof name, "single_blocks.%d.linear2", block);
     rc = rc ? rc : load_linear(l, &s->linear2, name);
-    rc = rc ? rc : load(l, &s->q_scale, "single_blocks.%d.norm.query_norm.scale", block);
-    rc = rc ? rc : load(l, &s->k_scale, "single_blocks.%d.norm.key_norm.scale", block);
+    rc = rc ? rc : ts_scope_weight(l, &s->q_scale, "single_blocks.%d.norm.query_norm.scale", block);
+    rc = rc ? rc : ts_scope_weight(l, &s->k_scale, "single_blocks.%d.norm.key_norm.scale", block);
     return rc;
 }
 
@@ -202,11 +176,11 @@ ts_flux_config ts_flux_config_default(void)
     return (ts_flux_config){.n_axes = 3, .axes_dim = {16, 56, 56}, .theta = 10000.0};
 }
 
-static int load_blocks(const loader *l, ts_flux *f)
+static int load_blocks(const ts_st_scope *l, ts_flux *f)
 {
-    while (f->n_double < MAX_DOUBLE && has(l, "double_blocks.%d.img_mod.lin.weight", f->n_double))
+    while (f->n_double < MAX_DOUBLE && ts_scope_has(l, "double_blocks.%d.img_mod.lin.weight", f->n_double))
         f->n_double++;
-    while (f->n_single < MAX_SINGLE && has(l, "single_blocks.%d.modulation.lin.weight", f->n_single))
+    while (f->n_single < MAX_SINGLE && ts_scope_has(l, "single_blocks.%d.modulation.lin.weight", f->n_single))
         f->n_single++;
     f->doubles = calloc((size_t)f->n_double + 1, sizeof *f->doubles);
     f->singles = calloc((size_t)f->n_single + 1, sizeof *f->singles);
@@ -232,13 +206,13 @@ int ts_flux_load(const ts_safetensors *st, const char *prefix, ts_flux_config cf
     if (!f)
         return ts_fail(TS_ERR_NOMEM, "out of memory loading Flux");
     f->cfg = cfg;
-    loader l = {.st = st, .prefix = prefix ? prefix : ""};
+    ts_st_scope l = {.st = st, .prefix = prefix ? prefix : ""};
     int rc = 0;
     rc = rc ? rc : load_linear(&l, &f->img_in, "img_in");
     rc = rc ? rc : load_linear(&l, &f->txt_in, "txt_in");
     rc = rc ? rc : load_embedder(&l, &f->time_in, "time_in");
     rc = rc ? rc : load_embedder(&l, &f->vector_in, "vector_in");
-    f->has_guidance = has(&l, "guidance_in.in_layer.weight");
+    f->has_guidance = ts_scope_has(&l, "guidance_in.in_layer.weight");
     if (!rc && f->has_guidance)
         rc = load_embedder(&l, &f->guidance_in, "guidance_in");
     rc = rc ? rc : load_linear(&l, &f->final_mod, "final_layer.adaLN_modulation.1");

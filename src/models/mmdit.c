@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/st_names.h"
 #include "models/unet.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
@@ -69,55 +70,28 @@ struct ts_mmdit {
 
 /* ---- loading ------------------------------------------------------------------ */
 
-typedef struct {
-    const ts_safetensors *st;
-    const char *prefix;
-} loader;
-
-static int load(const loader *l, ts_weight *w, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int load(const loader *l, ts_weight *w, const char *fmt, ...)
-{
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    return ts_st_weight(l->st, l->prefix, name, w);
-}
-
-static int has(const loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int has(const loader *l, const char *fmt, ...)
-{
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    return ts_st_find_prefixed(l->st, l->prefix, name) != NULL;
-}
-
 /* base e.g. "joint_blocks.3.x_block.attn"; with_proj 0 for the pre-only context block. */
-static int load_attention(const loader *l, const char *base, int with_proj, attention_weights *a)
+static int load_attention(const ts_st_scope *l, const char *base, int with_proj, attention_weights *a)
 {
-    int rc = load(l, &a->qkv_w, "%s.qkv.weight", base);
-    if (!rc && has(l, "%s.qkv.bias", base))
-        rc = load(l, &a->qkv_b, "%s.qkv.bias", base);
-    if (!rc && has(l, "%s.ln_q.weight", base)) {
-        rc = rc ? rc : load(l, &a->ln_q, "%s.ln_q.weight", base);
-        rc = rc ? rc : load(l, &a->ln_k, "%s.ln_k.weight", base);
+    int rc = ts_scope_weight(l, &a->qkv_w, "%s.qkv.weight", base);
+    if (!rc && ts_scope_has(l, "%s.qkv.bias", base))
+        rc = ts_scope_weight(l, &a->qkv_b, "%s.qkv.bias", base);
+    if (!rc && ts_scope_has(l, "%s.ln_q.weight", base)) {
+        rc = rc ? rc : ts_scope_weight(l, &a->ln_q, "%s.ln_q.weight", base);
+        rc = rc ? rc : ts_scope_weight(l, &a->ln_k, "%s.ln_k.weight", base);
     }
     if (with_proj) {
-        rc = rc ? rc : load(l, &a->proj_w, "%s.proj.weight", base);
-        rc = rc ? rc : load(l, &a->proj_b, "%s.proj.bias", base);
+        rc = rc ? rc : ts_scope_weight(l, &a->proj_w, "%s.proj.weight", base);
+        rc = rc ? rc : ts_scope_weight(l, &a->proj_b, "%s.proj.bias", base);
     }
     return rc;
 }
 
-static int load_stream(const loader *l, int hidden, const char *base, stream_block *s)
+static int load_stream(const ts_st_scope *l, int hidden, const char *base, stream_block *s)
 {
     char name[128];
-    int rc = load(l, &s->ada_w, "%s.adaLN_modulation.1.weight", base);
-    rc = rc ? rc : load(l, &s->ada_b, "%s.adaLN_modulation.1.bias", base);
+    int rc = ts_scope_weight(l, &s->ada_w, "%s.adaLN_modulation.1.weight", base);
+    rc = rc ? rc : ts_scope_weight(l, &s->ada_b, "%s.adaLN_modulation.1.bias", base);
     if (rc)
         return rc;
     s->chunks = (int)(s->ada_w.shape[0] / hidden);
@@ -131,34 +105,34 @@ static int load_stream(const loader *l, int hidden, const char *base, stream_blo
         rc = load_attention(l, name, 1, &s->attn2);
     }
     if (!rc && s->chunks != 2) {
-        rc = rc ? rc : load(l, &s->fc1_w, "%s.mlp.fc1.weight", base);
-        rc = rc ? rc : load(l, &s->fc1_b, "%s.mlp.fc1.bias", base);
-        rc = rc ? rc : load(l, &s->fc2_w, "%s.mlp.fc2.weight", base);
-        rc = rc ? rc : load(l, &s->fc2_b, "%s.mlp.fc2.bias", base);
+        rc = rc ? rc : ts_scope_weight(l, &s->fc1_w, "%s.mlp.fc1.weight", base);
+        rc = rc ? rc : ts_scope_weight(l, &s->fc1_b, "%s.mlp.fc1.bias", base);
+        rc = rc ? rc : ts_scope_weight(l, &s->fc2_w, "%s.mlp.fc2.weight", base);
+        rc = rc ? rc : ts_scope_weight(l, &s->fc2_b, "%s.mlp.fc2.bias", base);
     }
     return rc;
 }
 
-static int load_top(const loader *l, ts_mmdit *m)
+static int load_top(const ts_st_scope *l, ts_mmdit *m)
 {
     int rc = 0;
-    rc = rc ? rc : load(l, &m->x_w, "x_embedder.proj.weight");
-    rc = rc ? rc : load(l, &m->x_b, "x_embedder.proj.bias");
-    rc = rc ? rc : load(l, &m->pos_embed, "pos_embed");
-    rc = rc ? rc : load(l, &m->t_w1, "t_embedder.mlp.0.weight");
-    rc = rc ? rc : load(l, &m->t_b1, "t_embedder.mlp.0.bias");
-    rc = rc ? rc : load(l, &m->t_w2, "t_embedder.mlp.2.weight");
-    rc = rc ? rc : load(l, &m->t_b2, "t_embedder.mlp.2.bias");
-    rc = rc ? rc : load(l, &m->y_w1, "y_embedder.mlp.0.weight");
-    rc = rc ? rc : load(l, &m->y_b1, "y_embedder.mlp.0.bias");
-    rc = rc ? rc : load(l, &m->y_w2, "y_embedder.mlp.2.weight");
-    rc = rc ? rc : load(l, &m->y_b2, "y_embedder.mlp.2.bias");
-    rc = rc ? rc : load(l, &m->ctx_w, "context_embedder.weight");
-    rc = rc ? rc : load(l, &m->ctx_b, "context_embedder.bias");
-    rc = rc ? rc : load(l, &m->final_ada_w, "final_layer.adaLN_modulation.1.weight");
-    rc = rc ? rc : load(l, &m->final_ada_b, "final_layer.adaLN_modulation.1.bias");
-    rc = rc ? rc : load(l, &m->final_w, "final_layer.linear.weight");
-    rc = rc ? rc : load(l, &m->final_b, "final_layer.linear.bias");
+    rc = rc ? rc : ts_scope_weight(l, &m->x_w, "x_embedder.proj.weight");
+    rc = rc ? rc : ts_scope_weight(l, &m->x_b, "x_embedder.proj.bias");
+    rc = rc ? rc : ts_scope_weight(l, &m->pos_embed, "pos_embed");
+    rc = rc ? rc : ts_scope_weight(l, &m->t_w1, "t_embedder.mlp.0.weight");
+    rc = rc ? rc : ts_scope_weight(l, &m->t_b1, "t_embedder.mlp.0.bias");
+    rc = rc ? rc : ts_scope_weight(l, &m->t_w2, "t_embedder.mlp.2.weight");
+    rc = rc ? rc : ts_scope_weight(l, &m->t_b2, "t_embedder.mlp.2.bias");
+    rc = rc ? rc : ts_scope_weight(l, &m->y_w1, "y_embedder.mlp.0.weight");
+    rc = rc ? rc : ts_scope_weight(l, &m->y_b1, "y_embedder.mlp.0.bias");
+    rc = rc ? rc : ts_scope_weight(l, &m->y_w2, "y_embedder.mlp.2.weight");
+    rc = rc ? rc : ts_scope_weight(l, &m->y_b2, "y_embedder.mlp.2.bias");
+    rc = rc ? rc : ts_scope_weight(l, &m->ctx_w, "context_embedder.weight");
+    rc = rc ? rc : ts_scope_weight(l, &m->ctx_b, "context_embedder.bias");
+    rc = rc ? rc : ts_scope_weight(l, &m->final_ada_w, "final_layer.adaLN_modulation.1.weight");
+    rc = rc ? rc : ts_scope_weight(l, &m->final_ada_b, "final_layer.adaLN_modulation.1.bias");
+    rc = rc ? rc : ts_scope_weight(l, &m->final_w, "final_layer.linear.weight");
+    rc = rc ? rc : ts_scope_weight(l, &m->final_b, "final_layer.linear.bias");
     if (rc)
         return rc;
     const ts_weight *xw = &m->x_w;
@@ -189,9 +163,9 @@ int ts_mmdit_load(const ts_safetensors *st, const char *prefix, ts_mmdit **out)
     ts_mmdit *m = calloc(1, sizeof *m);
     if (!m)
         return ts_fail(TS_ERR_NOMEM, "out of memory loading the MMDiT");
-    loader l = {.st = st, .prefix = prefix ? prefix : ""};
+    ts_st_scope l = {.st = st, .prefix = prefix ? prefix : ""};
     int rc = load_top(&l, m);
-    while (!rc && m->depth < MAX_DEPTH && has(&l, "joint_blocks.%d.x_block.adaLN_modulation.1.weight", m->depth))
+    while (!rc && m->depth < MAX_DEPTH && ts_scope_has(&l, "joint_blocks.%d.x_block.adaLN_modulation.1.weight", m->depth))
         m->depth++;
     char base[64];
     for (int i = 0; i < m->depth && !rc; i++) {

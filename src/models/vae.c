@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/st_names.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/conv.h"
@@ -31,47 +32,29 @@
 
 /* ---- loading ------------------------------------------------------------------ */
 
-typedef struct {
-    const ts_safetensors *st;
-    char prefix[64];
-} loader;
-
-static int load(const loader *l, ts_weight *w, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int load(const loader *l, ts_weight *w, const char *fmt, ...)
-{
-    char name[160];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    return ts_st_weight(l->st, l->prefix, name, w);
-}
-
-static int has(const loader *l, const char *name) { return ts_st_find_prefixed(l->st, l->prefix, name) != NULL; }
-
-static int load_resblock(const loader *l, ts_vae_resblock *b, const char *at)
+static int load_resblock(const ts_st_scope *l, ts_vae_resblock *b, const char *at)
 {
     int rc = 0;
-    rc = rc ? rc : load(l, &b->norm1_w, "%s.norm1.weight", at);
-    rc = rc ? rc : load(l, &b->norm1_b, "%s.norm1.bias", at);
-    rc = rc ? rc : load(l, &b->conv1_w, "%s.conv1.weight", at);
-    rc = rc ? rc : load(l, &b->conv1_b, "%s.conv1.bias", at);
-    rc = rc ? rc : load(l, &b->norm2_w, "%s.norm2.weight", at);
-    rc = rc ? rc : load(l, &b->norm2_b, "%s.norm2.bias", at);
-    rc = rc ? rc : load(l, &b->conv2_w, "%s.conv2.weight", at);
-    rc = rc ? rc : load(l, &b->conv2_b, "%s.conv2.bias", at);
+    rc = rc ? rc : ts_scope_weight(l, &b->norm1_w, "%s.norm1.weight", at);
+    rc = rc ? rc : ts_scope_weight(l, &b->norm1_b, "%s.norm1.bias", at);
+    rc = rc ? rc : ts_scope_weight(l, &b->conv1_w, "%s.conv1.weight", at);
+    rc = rc ? rc : ts_scope_weight(l, &b->conv1_b, "%s.conv1.bias", at);
+    rc = rc ? rc : ts_scope_weight(l, &b->norm2_w, "%s.norm2.weight", at);
+    rc = rc ? rc : ts_scope_weight(l, &b->norm2_b, "%s.norm2.bias", at);
+    rc = rc ? rc : ts_scope_weight(l, &b->conv2_w, "%s.conv2.weight", at);
+    rc = rc ? rc : ts_scope_weight(l, &b->conv2_b, "%s.conv2.bias", at);
     if (rc)
         return rc;
     memset(&b->shortcut_w, 0, sizeof b->shortcut_w);
     memset(&b->shortcut_b, 0, sizeof b->shortcut_b);
     if (b->conv1_w.shape[0] != b->conv1_w.shape[1]) {
-        rc = rc ? rc : load(l, &b->shortcut_w, "%s.nin_shortcut.weight", at);
-        rc = rc ? rc : load(l, &b->shortcut_b, "%s.nin_shortcut.bias", at);
+        rc = rc ? rc : ts_scope_weight(l, &b->shortcut_w, "%s.nin_shortcut.weight", at);
+        rc = rc ? rc : ts_scope_weight(l, &b->shortcut_b, "%s.nin_shortcut.bias", at);
     }
     return rc;
 }
 
-static int load_mid(const loader *l, ts_vae_mid *m, const char *part)
+static int load_mid(const ts_st_scope *l, ts_vae_mid *m, const char *part)
 {
     char at[64];
     int rc = 0;
@@ -80,38 +63,25 @@ static int load_mid(const loader *l, ts_vae_mid *m, const char *part)
     snprintf(at, sizeof at, "%s.mid.block_2", part);
     rc = rc ? rc : load_resblock(l, &m->block_2, at);
     ts_vae_attention *a = &m->attn;
-    rc = rc ? rc : load(l, &a->norm_w, "%s.mid.attn_1.norm.weight", part);
-    rc = rc ? rc : load(l, &a->norm_b, "%s.mid.attn_1.norm.bias", part);
-    rc = rc ? rc : load(l, &a->q_w, "%s.mid.attn_1.q.weight", part);
-    rc = rc ? rc : load(l, &a->q_b, "%s.mid.attn_1.q.bias", part);
-    rc = rc ? rc : load(l, &a->k_w, "%s.mid.attn_1.k.weight", part);
-    rc = rc ? rc : load(l, &a->k_b, "%s.mid.attn_1.k.bias", part);
-    rc = rc ? rc : load(l, &a->v_w, "%s.mid.attn_1.v.weight", part);
-    rc = rc ? rc : load(l, &a->v_b, "%s.mid.attn_1.v.bias", part);
-    rc = rc ? rc : load(l, &a->proj_w, "%s.mid.attn_1.proj_out.weight", part);
-    rc = rc ? rc : load(l, &a->proj_b, "%s.mid.attn_1.proj_out.bias", part);
+    rc = rc ? rc : ts_scope_weight(l, &a->norm_w, "%s.mid.attn_1.norm.weight", part);
+    rc = rc ? rc : ts_scope_weight(l, &a->norm_b, "%s.mid.attn_1.norm.bias", part);
+    rc = rc ? rc : ts_scope_weight(l, &a->q_w, "%s.mid.attn_1.q.weight", part);
+    rc = rc ? rc : ts_scope_weight(l, &a->q_b, "%s.mid.attn_1.q.bias", part);
+    rc = rc ? rc : ts_scope_weight(l, &a->k_w, "%s.mid.attn_1.k.weight", part);
+    rc = rc ? rc : ts_scope_weight(l, &a->k_b, "%s.mid.attn_1.k.bias", part);
+    rc = rc ? rc : ts_scope_weight(l, &a->v_w, "%s.mid.attn_1.v.weight", part);
+    rc = rc ? rc : ts_scope_weight(l, &a->v_b, "%s.mid.attn_1.v.bias", part);
+    rc = rc ? rc : ts_scope_weight(l, &a->proj_w, "%s.mid.attn_1.proj_out.weight", part);
+    rc = rc ? rc : ts_scope_weight(l, &a->proj_b, "%s.mid.attn_1.proj_out.bias", part);
     return rc;
 }
 
-/* Counts how many levels ("<part>.down.N" / "<part>.up.N") and blocks per level the file holds. */
-static int count_indexed(const loader *l, const char *fmt_level, int max)
-{
-    int n = 0;
-    char name[160];
-    for (; n < max; n++) {
-        snprintf(name, sizeof name, fmt_level, n);
-        if (!has(l, name))
-            break;
-    }
-    return n;
-}
-
-static int load_encoder(const loader *l, ts_vae *vae)
+static int load_encoder(const ts_st_scope *l, ts_vae *vae)
 {
     ts_vae_encoder *e = &vae->enc;
     int rc = 0;
-    rc = rc ? rc : load(l, &e->conv_in_w, "encoder.conv_in.weight");
-    rc = rc ? rc : load(l, &e->conv_in_b, "encoder.conv_in.bias");
+    rc = rc ? rc : ts_scope_weight(l, &e->conv_in_w, "encoder.conv_in.weight");
+    rc = rc ? rc : ts_scope_weight(l, &e->conv_in_b, "encoder.conv_in.bias");
     char at[64];
     for (int i = 0; i < vae->levels && !rc; i++) {
         for (int j = 0; j < vae->blocks_per_level && !rc; j++) {
@@ -119,27 +89,27 @@ static int load_encoder(const loader *l, ts_vae *vae)
             rc = load_resblock(l, &e->blocks[i][j], at);
         }
         if (i + 1 < vae->levels) {
-            rc = rc ? rc : load(l, &e->downsample_w[i], "encoder.down.%d.downsample.conv.weight", i);
-            rc = rc ? rc : load(l, &e->downsample_b[i], "encoder.down.%d.downsample.conv.bias", i);
+            rc = rc ? rc : ts_scope_weight(l, &e->downsample_w[i], "encoder.down.%d.downsample.conv.weight", i);
+            rc = rc ? rc : ts_scope_weight(l, &e->downsample_b[i], "encoder.down.%d.downsample.conv.bias", i);
         }
     }
     rc = rc ? rc : load_mid(l, &e->mid, "encoder");
-    rc = rc ? rc : load(l, &e->norm_out_w, "encoder.norm_out.weight");
-    rc = rc ? rc : load(l, &e->norm_out_b, "encoder.norm_out.bias");
-    rc = rc ? rc : load(l, &e->conv_out_w, "encoder.conv_out.weight");
-    rc = rc ? rc : load(l, &e->conv_out_b, "encoder.conv_out.bias");
+    rc = rc ? rc : ts_scope_weight(l, &e->norm_out_w, "encoder.norm_out.weight");
+    rc = rc ? rc : ts_scope_weight(l, &e->norm_out_b, "encoder.norm_out.bias");
+    rc = rc ? rc : ts_scope_weight(l, &e->conv_out_w, "encoder.conv_out.weight");
+    rc = rc ? rc : ts_scope_weight(l, &e->conv_out_b, "encoder.conv_out.bias");
     if (!rc && e->conv_out_w.shape[0] != 2 * vae->z_channels)
         rc = ts_fail(TS_ERR_MODEL, "%s: VAE encoder.conv_out has %lld outputs, expected %d (2 x latent channels)",
                      ts_st_path(l->st), (long long)e->conv_out_w.shape[0], 2 * vae->z_channels);
     return rc;
 }
 
-static int load_decoder(const loader *l, ts_vae *vae)
+static int load_decoder(const ts_st_scope *l, ts_vae *vae)
 {
     ts_vae_decoder *d = &vae->dec;
     int rc = 0;
-    rc = rc ? rc : load(l, &d->conv_in_w, "decoder.conv_in.weight");
-    rc = rc ? rc : load(l, &d->conv_in_b, "decoder.conv_in.bias");
+    rc = rc ? rc : ts_scope_weight(l, &d->conv_in_w, "decoder.conv_in.weight");
+    rc = rc ? rc : ts_scope_weight(l, &d->conv_in_b, "decoder.conv_in.bias");
     rc = rc ? rc : load_mid(l, &d->mid, "decoder");
     char at[64];
     for (int i = 0; i < vae->levels && !rc; i++) {
@@ -148,21 +118,21 @@ static int load_decoder(const loader *l, ts_vae *vae)
             rc = load_resblock(l, &d->blocks[i][j], at);
         }
         if (i > 0) {
-            rc = rc ? rc : load(l, &d->upsample_w[i], "decoder.up.%d.upsample.conv.weight", i);
-            rc = rc ? rc : load(l, &d->upsample_b[i], "decoder.up.%d.upsample.conv.bias", i);
+            rc = rc ? rc : ts_scope_weight(l, &d->upsample_w[i], "decoder.up.%d.upsample.conv.weight", i);
+            rc = rc ? rc : ts_scope_weight(l, &d->upsample_b[i], "decoder.up.%d.upsample.conv.bias", i);
         }
     }
-    rc = rc ? rc : load(l, &d->norm_out_w, "decoder.norm_out.weight");
-    rc = rc ? rc : load(l, &d->norm_out_b, "decoder.norm_out.bias");
-    rc = rc ? rc : load(l, &d->conv_out_w, "decoder.conv_out.weight");
-    rc = rc ? rc : load(l, &d->conv_out_b, "decoder.conv_out.bias");
+    rc = rc ? rc : ts_scope_weight(l, &d->norm_out_w, "decoder.norm_out.weight");
+    rc = rc ? rc : ts_scope_weight(l, &d->norm_out_b, "decoder.norm_out.bias");
+    rc = rc ? rc : ts_scope_weight(l, &d->conv_out_w, "decoder.conv_out.weight");
+    rc = rc ? rc : ts_scope_weight(l, &d->conv_out_b, "decoder.conv_out.bias");
     return rc;
 }
 
 int ts_vae_load(const ts_safetensors *st, ts_vae *vae)
 {
     static const char *prefixes[] = {"first_stage_model.", "vae.", ""};
-    loader l = {.st = st};
+    ts_st_scope l = {.st = st};
     size_t p = 0;
     for (; p < sizeof prefixes / sizeof prefixes[0]; p++)
         if (ts_st_find_prefixed(st, prefixes[p], "decoder.conv_in.weight"))
@@ -171,10 +141,11 @@ int ts_vae_load(const ts_safetensors *st, ts_vae *vae)
         return ts_fail(TS_ERR_MODEL, "%s: no VAE found (no decoder.conv_in.weight under first_stage_model., vae. or "
                                      "the top level)",
                        ts_st_path(st));
-    snprintf(l.prefix, sizeof l.prefix, "%s", prefixes[p]);
+    l.prefix = prefixes[p];
     memset(vae, 0, sizeof *vae);
-    vae->levels = count_indexed(&l, "decoder.up.%d.block.0.conv1.weight", TS_VAE_MAX_LEVELS + 1);
-    vae->blocks_per_level = count_indexed(&l, "decoder.up.0.block.%d.conv1.weight", TS_VAE_MAX_BLOCKS + 2) - 1;
+    vae->levels = ts_st_count_indexed(st, l.prefix, "decoder.up.%d.block.0.conv1.weight", TS_VAE_MAX_LEVELS);
+    vae->blocks_per_level =
+        ts_st_count_indexed(st, l.prefix, "decoder.up.0.block.%d.conv1.weight", TS_VAE_MAX_BLOCKS + 1) - 1;
     if (vae->levels < 1 || vae->levels > TS_VAE_MAX_LEVELS || vae->blocks_per_level < 1 ||
         vae->blocks_per_level > TS_VAE_MAX_BLOCKS)
         return ts_fail(TS_ERR_MODEL, "%s: VAE with %d levels of %d blocks is not a supported layout", ts_st_path(st),
@@ -184,14 +155,14 @@ int ts_vae_load(const ts_safetensors *st, ts_vae *vae)
         return rc;
     vae->z_channels = (int)vae->dec.conv_in_w.shape[1];
     vae->image_channels = (int)vae->dec.conv_out_w.shape[0];
-    vae->has_quant_conv = has(&l, "post_quant_conv.weight");
+    vae->has_quant_conv = ts_scope_has(&l, "post_quant_conv.weight");
     if (vae->has_quant_conv) {
-        rc = rc ? rc : load(&l, &vae->post_quant_w, "post_quant_conv.weight");
-        rc = rc ? rc : load(&l, &vae->post_quant_b, "post_quant_conv.bias");
-        rc = rc ? rc : load(&l, &vae->quant_w, "quant_conv.weight");
-        rc = rc ? rc : load(&l, &vae->quant_b, "quant_conv.bias");
+        rc = rc ? rc : ts_scope_weight(&l, &vae->post_quant_w, "post_quant_conv.weight");
+        rc = rc ? rc : ts_scope_weight(&l, &vae->post_quant_b, "post_quant_conv.bias");
+        rc = rc ? rc : ts_scope_weight(&l, &vae->quant_w, "quant_conv.weight");
+        rc = rc ? rc : ts_scope_weight(&l, &vae->quant_b, "quant_conv.bias");
     }
-    vae->has_encoder = has(&l, "encoder.conv_in.weight");
+    vae->has_encoder = ts_scope_has(&l, "encoder.conv_in.weight");
     if (!rc && vae->has_encoder)
         rc = load_encoder(&l, vae);
     return rc;
