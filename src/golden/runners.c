@@ -25,6 +25,7 @@ static const struct {
     {"clip_text_l", golden_run_clip_text},
     {"clip_text_g", golden_run_clip_text},
     {"t5-encoder", golden_run_t5_encoder},
+    {"sd1-pipeline", golden_run_sd_pipeline},
     {NULL, NULL},
 };
 

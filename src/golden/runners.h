@@ -17,5 +17,6 @@ int golden_run_samplers(golden_case *gc);
 int golden_run_cfg(golden_case *gc);
 int golden_run_clip_text(golden_case *gc);
 int golden_run_t5_encoder(golden_case *gc);
+int golden_run_sd_pipeline(golden_case *gc);
 
 #endif

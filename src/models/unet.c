@@ -287,6 +287,14 @@ int ts_unet_in_channels(const ts_unet *unet) { return unet->in_channels; }
 int ts_unet_context_dim(const ts_unet *unet) { return unet->context_dim; }
 int ts_unet_adm_channels(const ts_unet *unet) { return unet->adm_channels; }
 
+int ts_unet_size_multiple(const ts_unet *u)
+{
+    int multiple = 1;
+    for (int i = 1; i < u->n_input; i++)
+        multiple *= u->input[i].has_down ? 2 : 1;
+    return multiple;
+}
+
 /* ---- layers ------------------------------------------------------------------- */
 
 void ts_sdxl_vector(const float *pooled, int64_t batch, int pooled_dim, const int64_t *sizes, float *y)
@@ -579,9 +587,7 @@ static int embeddings(const ts_unet *u, const ts_unet_inputs *in, ts_arena *aren
 static int check_inputs(const ts_unet *u, const ts_unet_inputs *in)
 {
     const ts_tensor *x = in->x;
-    int64_t multiple = 1;
-    for (int i = 1; i < u->n_input; i++)
-        multiple *= u->input[i].has_down ? 2 : 1;
+    int64_t multiple = ts_unet_size_multiple(u);
     if (x->ndim != 4 || x->shape[1] != u->in_channels || x->shape[2] % multiple || x->shape[3] % multiple)
         return ts_fail(TS_ERR_ARG, "UNet input must be [B, %d, h, w] with h and w multiples of %lld", u->in_channels,
                        (long long)multiple);
