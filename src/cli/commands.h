@@ -11,5 +11,6 @@ int cmd_golden(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_upscale(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
+    {"generate", cmd_generate, "Stable Diffusion 1.x/2.x/SDXL: txt2img, img2img, inpaint, instruction editing"},
     {"golden", cmd_golden, "check the engine against golden reference cases"},
     {"info", cmd_info, "show a checkpoint's tensors, dtypes, model family and metadata"},
     {"bench", cmd_bench, "measure kernel and model speed and memory on this machine"},

@@ -44,7 +44,10 @@ typedef struct {
     const char *clip_l; /* NULL: the checkpoint's own text encoder(s) */
     const char *clip_g; /* SDXL's second encoder; NULL: the checkpoint's */
     ts_sd_prediction prediction;
-    ts_unet_config unet; /* zero: the family's head rule (SD1 8 heads, SD2/SDXL 64-wide heads) */
+    /* Head counts cannot be read from weights.  Zero: the published rules (UNet: SD1 8
+     * heads, SD2/SDXL 64-wide heads; CLIP: 64-wide heads); tiny test models set them. */
+    ts_unet_config unet;
+    int clip_heads;
 } ts_sd_files;
 
 typedef struct {
