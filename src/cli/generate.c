@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -117,7 +118,7 @@ static int parse_seed(const char *s, uint64_t *out)
     return 0;
 }
 
-/* One valued option; returns 0, or 2 for a bad value. */
+/* One valued option (known to parse_args' list); returns 0, or 2 for a bad value. */
 static int set_option(gen_args *a, const char *arg, const char *val)
 {
     int bad = 0;
@@ -170,12 +171,10 @@ static int set_option(gen_args *a, const char *arg, const char *val)
     else if (!strcmp(arg, "--seed")) {
         bad = parse_seed(val, &a->seed);
         a->has_seed = 1;
-    } else if (!strcmp(arg, "--prediction")) {
-        bad = strcmp(val, "eps") && strcmp(val, "v");
-        a->files.prediction = !strcmp(val, "v") ? TS_SD_PRED_V : TS_SD_PRED_EPS;
     } else {
-        fprintf(stderr, "tessera generate: unknown option '%s' (see --help)\n", arg);
-        return 2;
+        bad = strcmp(arg, "--prediction") != 0;
+        a->files.prediction = !strcmp(val, "v") ? TS_SD_PRED_V : TS_SD_PRED_EPS;
+        bad |= strcmp(val, "eps") && strcmp(val, "v");
     }
     return bad ? bad_value(arg, val) : 0;
 }
@@ -199,6 +198,19 @@ static int parse_args(int argc, char **argv, gen_args *a)
             fprintf(stderr, "tessera generate: unexpected argument '%s' (see --help)\n", arg);
             return 2;
         }
+        static const char *const valued[] = {
+            "-m",      "--model",   "--vae",        "--clip-l",      "--clip-g",     "-p",          "--prompt",
+            "-n",      "--negative-prompt", "-o",   "--output",      "--init-image", "--mask",      "--sampler",
+            "--scheduler", "-W",    "--width",      "-H",            "--height",     "--steps",     "--batch-count",
+            "--clip-skip", "--threads", "--unet-heads", "--clip-heads", "--cfg",     "--strength",  "--mask-blur",
+            "--image-cfg", "--seed", "--prediction"};
+        int known = 0;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
+            known |= !strcmp(arg, valued[k]);
+        if (!known) {
+            fprintf(stderr, "tessera generate: unknown option '%s' (see --help)\n", arg);
+            return 2;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "tessera generate: %s needs a value\n", arg);
             return 2;
@@ -214,6 +226,11 @@ static int parse_args(int argc, char **argv, gen_args *a)
     }
     if ((a->mask || a->instruct) && !a->init_image) {
         fprintf(stderr, "tessera generate: %s needs --init-image\n", a->mask ? "--mask" : "--instruct");
+        return 2;
+    }
+    const char *dot = strrchr(a->out, '.');
+    if (!dot || (strcasecmp(dot, ".png") && strcasecmp(dot, ".jpg") && strcasecmp(dot, ".jpeg"))) {
+        fprintf(stderr, "tessera generate: -o %s: the name must end in .png, .jpg or .jpeg\n", a->out);
         return 2;
     }
     if (a->mask && a->instruct) {
@@ -406,6 +423,7 @@ static int prepare(const gen_args *a, gen_state *s)
     r->strength = a->strength > 0 ? a->strength : r->mode == TS_SD_INPAINT ? 1.0 : 0.75;
     rc = ts_sampler_from_name(a->sampler, &r->sampler);
     rc = rc ? rc : ts_scheduler_from_name(a->scheduler, &r->scheduler);
+    rc = rc ? rc : ts_sd_check_mode(m, r->mode);
     r->width = a->width ? a->width : m->native_size;
     r->height = a->height ? a->height : m->native_size;
     if (rc == 0 && a->init_image) {

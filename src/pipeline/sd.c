@@ -214,9 +214,22 @@ static void to_model_space(const ts_latent_format *f, float *x, size_t n)
         x[i] = (x[i] - f->shift) * f->scale;
 }
 
+int ts_sd_check_mode(const ts_sd_model *m, ts_sd_mode mode)
+{
+    int cin = ts_unet_in_channels(m->unet);
+    if (mode == TS_SD_INSTRUCT && cin != 8)
+        return ts_fail(TS_ERR_ARG, "instruction editing needs an InstructPix2Pix model (8 UNet input channels); "
+                                   "this one has %d", cin);
+    if (mode != TS_SD_INSTRUCT && cin == 8)
+        return ts_fail(TS_ERR_ARG, "this is an InstructPix2Pix model (8 UNet input channels): use instruction editing");
+    if (cin != 4 && cin != 8 && cin != 9)
+        return ts_fail(TS_ERR_UNSUPPORTED, "a UNet with %d input channels is not supported", cin);
+    return 0;
+}
+
 static int check_request(const ts_sd_model *m, const ts_sd_request *r)
 {
-    int cin = ts_unet_in_channels(m->unet), mult = m->size_multiple;
+    int mult = m->size_multiple;
     if (r->width <= 0 || r->height <= 0 || r->width % mult || r->height % mult)
         return ts_fail(TS_ERR_ARG, "size %dx%d: width and height must be positive multiples of %d for this model",
                        r->width, r->height, mult);
@@ -228,13 +241,9 @@ static int check_request(const ts_sd_model *m, const ts_sd_request *r)
         return ts_fail(TS_ERR_ARG, "inpainting needs a mask");
     if ((r->mode == TS_SD_IMG2IMG || r->mode == TS_SD_INPAINT) && !(r->strength > 0 && r->strength <= 1))
         return ts_fail(TS_ERR_ARG, "strength %g is outside (0, 1]", r->strength);
-    if (r->mode == TS_SD_INSTRUCT && cin != 8)
-        return ts_fail(TS_ERR_ARG, "instruction editing needs an InstructPix2Pix model (8 UNet input channels); "
-                                   "this one has %d", cin);
-    if (r->mode != TS_SD_INSTRUCT && cin == 8)
-        return ts_fail(TS_ERR_ARG, "this is an InstructPix2Pix model (8 UNet input channels): use instruction editing");
-    if (cin != 4 && cin != 8 && cin != 9)
-        return ts_fail(TS_ERR_UNSUPPORTED, "a UNet with %d input channels is not supported", cin);
+    int rc = ts_sd_check_mode(m, r->mode);
+    if (rc)
+        return rc;
     const ts_sd_cond *c[2] = {&r->cond, &r->uncond};
     int need_uncond = r->cfg != 1.0 || r->mode == TS_SD_INSTRUCT, adm = ts_unet_adm_channels(m->unet);
     for (int i = 0; i < 1 + need_uncond; i++) {

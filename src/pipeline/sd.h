@@ -106,6 +106,10 @@ typedef struct {
     void *progress_ctx;
 } ts_sd_request;
 
+/* Whether the model's UNet suits the mode (8 input channels for instruction editing
+ * and only then; 4 or 9 otherwise), so callers can refuse before any work. */
+int ts_sd_check_mode(const ts_sd_model *m, ts_sd_mode mode);
+
 /* Runs one generation; image receives [1, 3, H, W], the raw decoder output (about
  * [-1, 1], not clamped).  Activations come from the arena and are released. */
 int ts_sd_generate(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, float *image);
