@@ -199,11 +199,10 @@ static int parse_args(int argc, char **argv, gen_args *a)
             return 2;
         }
         static const char *const valued[] = {
-            "-m",      "--model",   "--vae",        "--clip-l",      "--clip-g",     "-p",          "--prompt",
-            "-n",      "--negative-prompt", "-o",   "--output",      "--init-image", "--mask",      "--sampler",
-            "--scheduler", "-W",    "--width",      "-H",            "--height",     "--steps",     "--batch-count",
-            "--clip-skip", "--threads", "--unet-heads", "--clip-heads", "--cfg",     "--strength",  "--mask-blur",
-            "--image-cfg", "--seed", "--prediction"};
+            "-m", "--model", "--vae", "--clip-l", "--clip-g", "--prediction", "--unet-heads", "--clip-heads",
+            "-p", "--prompt", "-n", "--negative-prompt", "--clip-skip", "-W", "--width", "-H", "--height",
+            "--steps", "--cfg", "--sampler", "--scheduler", "--seed", "--batch-count", "--init-image",
+            "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             known |= !strcmp(arg, valued[k]);

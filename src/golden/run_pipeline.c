@@ -199,7 +199,7 @@ int golden_run_sd_pipeline(golden_case *gc)
 {
     char path[4096], sampler[64], scheduler[64];
     pipeline_case pc = {0};
-    ts_tensor cond, uncond;
+    ts_tensor cond = {0}, uncond = {0};
     int rc = open_case(gc, &pc, path, sizeof path);
     rc = rc ? rc : encode_ids(gc, &pc.clip, "in.cond_ids", "out.cond", pc.arena, &cond);
     rc = rc ? rc : encode_ids(gc, &pc.clip, "in.uncond_ids", "out.uncond", pc.arena, &uncond);
