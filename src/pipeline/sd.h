@@ -7,7 +7,9 @@
  * Weights stay memory-mapped in their stored dtype; nothing is widened as a whole.
  * The text encoders are not held by the bundle: ts_sd_encode_prompts maps them,
  * encodes and unmaps them again, so their pages leave the resident set before the
- * UNet runs (on SD 1.5 f16 that is 250 MB of a 2.5 GB budget).
+ * UNet runs (on SD 1.5 f16 that is 250 MB of a 2.5 GB budget); likewise the UNet's
+ * pages are dropped before the VAE decode, whose activations are the largest of a
+ * generation (they fault back in from the page cache for the next image).
  *
  * Conventions are ComfyUI's where tools differ (see the pipeline_sd15 golden case,
  * which checks them): the network is fed the quantised timestep nearest in log
