@@ -123,6 +123,33 @@ expect 1 "$tmp/nope.safetensors" -- gen -m "$tmp/nope.safetensors" -p x -o "$tmp
 expect 2 "e.bmp: the name must end in .png, .jpg or .jpeg" -- gen -m "$model" -p x -W 64 -H 48 --steps 1 --seed 1 -o "$tmp/e.bmp"
 [ -e "$tmp/e.png" ] && bad "a failed run left an output file"
 
+# The size rule on the published layouts (full-size sparse files: real headers, data left as
+# holes): SD 1.x/2.x UNets downsample 3 times (64-pixel multiples), SDXL twice (32).
+if [ -d "$shared/data/keysets" ]; then
+    python3 - "$shared/data/keysets" "$tmp" <<'PY'
+import json, struct, sys
+size = {"F64": 8, "F32": 4, "I64": 8, "I32": 4, "F16": 2, "BF16": 2, "U8": 1}
+for name in ["sd21", "sdxl_base"]:
+    tensors = json.load(open(f"{sys.argv[1]}/{name}.json"))["tensors"]
+    header, at = {}, 0
+    for key in sorted(tensors):
+        t, n = tensors[key], 1
+        for d in t["shape"]:
+            n *= d
+        header[key] = {"dtype": t["dtype"], "shape": t["shape"], "data_offsets": [at, at + n * size[t["dtype"]]]}
+        at += n * size[t["dtype"]]
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(f"{sys.argv[2]}/sparse_{name}.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        f.truncate(8 + len(raw) + at)
+PY
+    expect 1 "width 1000 is not a multiple of 64, as this model needs; use 960 or 1024" -- \
+        gen -m "$tmp/sparse_sd21.safetensors" -p x -W 1000 -o "$tmp/e.png"
+    expect 1 "height 1000 is not a multiple of 32, as this model needs; use 992 or 1024" -- \
+        gen -m "$tmp/sparse_sdxl_base.safetensors" -p x -W 1024 -H 1000 -o "$tmp/e.png"
+fi
+
 expect 2 "unknown option '--bogus'" -- gen -m "$model" -p x -o "$tmp/e.png" --bogus
 expect 2 "--steps needs a value" -- gen -m "$model" -p x -o "$tmp/e.png" --steps
 expect 2 "bad value '0' for --width" -- gen -m "$model" -p x -o "$tmp/e.png" --width 0
