@@ -85,6 +85,14 @@ gen -m "$model" -p "x" -W 64 -H 48 --steps 1 --seed 11 -o "$tmp/single11.png" 2>
 cmp -s "$tmp/batch-2.png" "$tmp/single11.png" || bad "batch image 2 differs from a single run at its seed"
 expect 0 "wrote $tmp/a.jpg" -- gen -m "$model" -p "x" -W 64 -H 48 --steps 1 --seed 1 -o "$tmp/a.jpg"
 
+# v-prediction: --prediction v changes the result, and a file marked with a "v_pred" key
+# (as v-prediction finetunes are) is detected as such.
+edit "$model" "$tmp/vpred.safetensors" reshape:v_pred:1
+gen -m "$model" --prediction v -p "a red fox" -W 64 -H 48 --steps 3 --seed 5 -o "$tmp/v_flag.png" 2>/dev/null
+gen -m "$tmp/vpred.safetensors" -p "a red fox" -W 64 -H 48 --steps 3 --seed 5 -o "$tmp/v_key.png" 2>/dev/null
+png same "$tmp/a.png" "$tmp/v_flag.png" && bad "--prediction v did not change the image"
+png same "$tmp/v_flag.png" "$tmp/v_key.png" || bad "a v_pred file is not sampled as v-prediction"
+
 # Parts as ComfyUI users keep them: a UNet-only checkpoint plus VAE and CLIP-L files.
 edit "$model" "$tmp/unet.safetensors" only:model.diffusion_model.
 edit "$model" "$tmp/vae.safetensors" only:first_stage_model. rename:first_stage_model.=
