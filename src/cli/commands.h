@@ -15,5 +15,6 @@ int cmd_upscale(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_seams(int argc, char **argv);
 int cmd_vae_decode(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"convert", cmd_convert, "convert a checkpoint between safetensors and GGUF, quantising it"},
+    {"generate", cmd_generate, "Stable Diffusion 1.x/2.x/SDXL: txt2img, img2img, inpaint, instruction editing"},
     {"golden", cmd_golden, "check the engine against golden reference cases"},
     {"info", cmd_info, "show a checkpoint's tensors, dtypes, model family and metadata"},
     {"bench", cmd_bench, "measure kernel and model speed and memory on this machine"},

@@ -143,6 +143,25 @@ int golden_compare_ids(golden_case *gc, const char *label, const int64_t *got, c
     return record(gc, 1);
 }
 
+/* Exact comparison with a stored int64 tensor of n entries. */
+int golden_compare_int64(golden_case *gc, const char *name, const int64_t *got, int64_t n)
+{
+    const ts_st_tensor *t = ts_st_find(gc->io, name);
+    if (!t || t->dtype != TS_DTYPE_I64 || t->ndim != 1 || t->shape[0] != n) {
+        printf("  %-40s FAIL (missing, not int64, or not [%lld])\n", name, (long long)n);
+        gc->compared++;
+        gc->failed++;
+        return 0;
+    }
+    int64_t *want = malloc((size_t)n * sizeof *want);
+    if (!want)
+        return ts_fail(TS_ERR_NOMEM, "out of memory");
+    memcpy(want, ts_st_data(gc->io, t), (size_t)n * sizeof *want);
+    golden_compare_ids(gc, name, got, want, n);
+    free(want);
+    return 0;
+}
+
 float *golden_input(golden_case *gc, const char *name, int *ndim_out, int64_t *shape_out)
 {
     const ts_st_tensor *t = gc->io ? ts_st_find(gc->io, name) : NULL;

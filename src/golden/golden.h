@@ -43,6 +43,9 @@ int golden_compare(golden_case *gc, const char *name, const float *got, int ndim
 void golden_compare_probe(void *ctx, const char *name, const ts_tensor *t);
 /* Exact comparison of integer sequences (token ids); label names the comparison. */
 int golden_compare_ids(golden_case *gc, const char *label, const int64_t *got, const int64_t *want, int64_t n);
+/* Exact comparison with the stored int64 tensor `name` of n entries (missing or of
+ * another type or shape counts as a failure). */
+int golden_compare_int64(golden_case *gc, const char *name, const int64_t *got, int64_t n);
 
 /* Reads an io.safetensors input as f32 (any stored dtype) into a malloc'd buffer;
  * shape_out (may be NULL) receives its shape. NULL with the error set when missing. */

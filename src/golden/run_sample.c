@@ -33,22 +33,6 @@ static int compare_doubles(golden_case *gc, const char *name, const double *v, i
     return 0;
 }
 
-/* Exact comparison with a stored int64 tensor of n entries. */
-static int compare_int64(golden_case *gc, const char *name, const int64_t *got, int64_t n)
-{
-    const ts_st_tensor *t = ts_st_find(gc->io, name);
-    if (!t || t->dtype != TS_DTYPE_I64 || t->ndim != 1 || t->shape[0] != n) {
-        printf("  %-40s FAIL (missing, not int64, or not [%lld])\n", name, (long long)n);
-        gc->compared++;
-        gc->failed++;
-        return 0;
-    }
-    int64_t want[TS_TRAIN_STEPS];
-    memcpy(want, ts_st_data(gc->io, t), (size_t)n * sizeof *want);
-    golden_compare_ids(gc, name, got, want, n);
-    return 0;
-}
-
 static const struct {
     const char *label; /* out.<label>.<steps> */
     ts_scheduler kind;
@@ -79,7 +63,7 @@ static int compare_karras_t(golden_case *gc, const char *name, const ts_noise_sc
         ti[i] = (int64_t)ts_noise_timestep(s, sigmas[i]);
     }
     if (comfy)
-        return compare_int64(gc, name, ti, steps);
+        return golden_compare_int64(gc, name, ti, steps);
     int64_t n = steps;
     golden_compare(gc, name, t, 1, &n);
     return 0;
@@ -101,7 +85,7 @@ static int run_schedule_tensor(golden_case *gc, const ts_noise_schedule *s, cons
     if (strcmp(label, "trailing.timesteps") == 0 || strcmp(label, "lcm.timesteps") == 0) {
         int64_t t[TS_TRAIN_STEPS];
         int rc = ts_schedule_timesteps(label[0] == 't' ? TS_SCHED_TRAILING : TS_SCHED_LCM, steps, t);
-        return rc ? rc : compare_int64(gc, name, t, steps);
+        return rc ? rc : golden_compare_int64(gc, name, t, steps);
     }
     for (size_t k = 0; k < sizeof stored_schedules / sizeof stored_schedules[0]; k++)
         if (strcmp(label, stored_schedules[k].label) == 0) {

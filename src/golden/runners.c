@@ -27,6 +27,7 @@ static const struct {
     {"t5-encoder", golden_run_t5_encoder},
     {"flux", golden_run_flux},
     {"sd3-mmdit", golden_run_mmdit},
+    {"sd1-pipeline", golden_run_sd_pipeline},
     {NULL, NULL},
 };
 

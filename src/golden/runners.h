@@ -19,5 +19,6 @@ int golden_run_clip_text(golden_case *gc);
 int golden_run_t5_encoder(golden_case *gc);
 int golden_run_flux(golden_case *gc);
 int golden_run_mmdit(golden_case *gc);
+int golden_run_sd_pipeline(golden_case *gc);
 
 #endif

@@ -47,3 +47,9 @@ void ts_unmap_file(ts_mapped_file *m)
     m->bytes = NULL;
     m->size = 0;
 }
+
+void ts_evict_file(const ts_mapped_file *m)
+{
+    if (m->bytes)
+        madvise((void *)m->bytes, m->size, MADV_DONTNEED);
+}

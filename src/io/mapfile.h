@@ -16,6 +16,9 @@ typedef struct {
 
 /* Maps a regular file.  Fails with TS_ERR_IO and a message naming the path. */
 int ts_map_file(const char *path, ts_mapped_file *out);
+/* Drops the mapping's pages from the process (they stay in the page cache and fault
+ * back in on the next touch): how a pipeline gives back a model it is done with. */
+void ts_evict_file(const ts_mapped_file *m);
 /* Unmaps; a zeroed struct is a no-op. */
 void ts_unmap_file(ts_mapped_file *m);
 

@@ -250,6 +250,12 @@ int ts_st_open_memory(const void *buf, size_t len, ts_safetensors **out)
     return finish_open(st, out);
 }
 
+void ts_st_evict(const ts_safetensors *st)
+{
+    if (st)
+        ts_evict_file(&st->map);
+}
+
 void ts_st_close(ts_safetensors *st)
 {
     if (!st)

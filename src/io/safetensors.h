@@ -39,6 +39,10 @@ int ts_st_open(const char *path, ts_safetensors **out);
 /* Parses an in-memory image of a file (not copied: buf must outlive the handle). */
 int ts_st_open_memory(const void *buf, size_t len, ts_safetensors **out);
 void ts_st_close(ts_safetensors *st);
+/* Drops the file's pages from this process's resident set (they stay in the page cache
+ * and fault back in on the next access): lets a pipeline step that is done with one
+ * model, such as a UNet before the VAE decode, give its memory back. */
+void ts_st_evict(const ts_safetensors *st);
 
 size_t ts_st_count(const ts_safetensors *st);
 /* Tensors in file order (ascending data offset). */

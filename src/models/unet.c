@@ -215,6 +215,181 @@ static int load_block(loader *l, const ts_unet_config *cfg, const char *base, un
     return rc;
 }
 
+/* ---- shape checks ------------------------------------------------------------- */
+
+/* The loader reads the architecture from a few shapes; every other weight must then
+ * agree with the channel flow, or the forward pass would compute nonsense.  Checked
+ * once here so a corrupt or mismatched file fails naming the tensor. */
+typedef struct {
+    const char *path, *prefix;
+    char at[64]; /* e.g. "input_blocks.4.0" */
+    int64_t emb, context;
+} shape_check;
+
+static int want(const shape_check *c, const ts_weight *w, const char *name, int ndim, int64_t d0, int64_t d1,
+                int64_t d2, int64_t d3)
+{
+    const int64_t e[4] = {d0, d1, d2, d3};
+    int ok = w->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++)
+        ok = w->shape[i] == e[i];
+    if (ok)
+        return 0;
+    char got[64], expected[64];
+    return ts_fail(TS_ERR_MODEL, "%s: shape mismatch: %s%s%s is %s, expected %s", c->path, c->prefix, c->at, name,
+                   ts_shape_str(got, sizeof got, w->ndim, w->shape), ts_shape_str(expected, sizeof expected, ndim, e));
+}
+
+/* A Linear [out, in] or a 1x1 conv [out, in, 1, 1] (SD1 proj_in/proj_out). */
+static int want_proj(const shape_check *c, const ts_weight *w, const char *name, int64_t out, int64_t in)
+{
+    return want(c, w, name, w->ndim == 4 ? 4 : 2, out, in, 1, 1);
+}
+
+static int check_resblock(shape_check *c, const resblock *r, int64_t in, int64_t out)
+{
+    int rc = 0;
+    rc = rc ? rc : want(c, &r->in_norm_w, ".in_layers.0.weight", 1, in, 0, 0, 0);
+    rc = rc ? rc : want(c, &r->in_norm_b, ".in_layers.0.bias", 1, in, 0, 0, 0);
+    rc = rc ? rc : want(c, &r->in_conv_w, ".in_layers.2.weight", 4, out, in, 3, 3);
+    rc = rc ? rc : want(c, &r->in_conv_b, ".in_layers.2.bias", 1, out, 0, 0, 0);
+    rc = rc ? rc : want(c, &r->emb_w, ".emb_layers.1.weight", 2, out, c->emb, 0, 0);
+    rc = rc ? rc : want(c, &r->emb_b, ".emb_layers.1.bias", 1, out, 0, 0, 0);
+    rc = rc ? rc : want(c, &r->out_norm_w, ".out_layers.0.weight", 1, out, 0, 0, 0);
+    rc = rc ? rc : want(c, &r->out_norm_b, ".out_layers.0.bias", 1, out, 0, 0, 0);
+    rc = rc ? rc : want(c, &r->out_conv_w, ".out_layers.3.weight", 4, out, out, 3, 3);
+    rc = rc ? rc : want(c, &r->out_conv_b, ".out_layers.3.bias", 1, out, 0, 0, 0);
+    if (rc == 0 && !r->skip_w.data && in != out)
+        return ts_fail(TS_ERR_MODEL, "%s: %s%s.skip_connection.weight is missing (%lld -> %lld channels)", c->path,
+                       c->prefix, c->at, (long long)in, (long long)out);
+    if (rc == 0 && r->skip_w.data) {
+        rc = want(c, &r->skip_w, ".skip_connection.weight", 4, out, in, 1, 1);
+        rc = rc ? rc : want(c, &r->skip_b, ".skip_connection.bias", 1, out, 0, 0, 0);
+    }
+    return rc;
+}
+
+static int check_attention(shape_check *c, const attention_weights *a, const char *which, int64_t inner, int64_t kv)
+{
+    char n[5][64];
+    const char *parts[5] = {"to_q.weight", "to_k.weight", "to_v.weight", "to_out.0.weight", "to_out.0.bias"};
+    for (int i = 0; i < 5; i++)
+        snprintf(n[i], sizeof n[i], "%s.%s", which, parts[i]);
+    int rc = 0;
+    rc = rc ? rc : want(c, &a->q, n[0], 2, inner, inner, 0, 0);
+    rc = rc ? rc : want(c, &a->k, n[1], 2, inner, kv, 0, 0);
+    rc = rc ? rc : want(c, &a->v, n[2], 2, inner, kv, 0, 0);
+    rc = rc ? rc : want(c, &a->out_w, n[3], 2, inner, inner, 0, 0);
+    rc = rc ? rc : want(c, &a->out_b, n[4], 1, inner, 0, 0, 0);
+    return rc;
+}
+
+static int check_transformer(shape_check *c, const spatial_transformer *t, int64_t ch)
+{
+    int64_t inner = t->proj_in_w.shape[0];
+    int rc = 0;
+    rc = rc ? rc : want(c, &t->norm_w, ".norm.weight", 1, ch, 0, 0, 0);
+    rc = rc ? rc : want(c, &t->norm_b, ".norm.bias", 1, ch, 0, 0, 0);
+    rc = rc ? rc : want_proj(c, &t->proj_in_w, ".proj_in.weight", inner, ch);
+    rc = rc ? rc : want(c, &t->proj_in_b, ".proj_in.bias", 1, inner, 0, 0, 0);
+    rc = rc ? rc : want_proj(c, &t->proj_out_w, ".proj_out.weight", ch, inner);
+    rc = rc ? rc : want(c, &t->proj_out_b, ".proj_out.bias", 1, ch, 0, 0, 0);
+    for (int d = 0; d < t->depth && rc == 0; d++) {
+        const transformer_block *b = &t->blocks[d];
+        char n[8][64];
+        const char *parts[8] = {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias",
+                                "norm3.weight", "norm3.bias", "attn1",        "attn2"};
+        for (int i = 0; i < 8; i++)
+            snprintf(n[i], sizeof n[i], ".transformer_blocks.%d.%s", d, parts[i]);
+        const ts_weight *norms[6] = {&b->norm1_w, &b->norm1_b, &b->norm2_w, &b->norm2_b, &b->norm3_w, &b->norm3_b};
+        for (int i = 0; i < 6 && rc == 0; i++)
+            rc = want(c, norms[i], n[i], 1, inner, 0, 0, 0);
+        rc = rc ? rc : check_attention(c, &b->self_attn, n[6], inner, inner);
+        rc = rc ? rc : check_attention(c, &b->cross_attn, n[7], inner, c->context);
+        int64_t ff = b->ff_in_w.shape[0] / 2;
+        char ffn[4][64];
+        const char *ffp[4] = {"ff.net.0.proj.weight", "ff.net.0.proj.bias", "ff.net.2.weight", "ff.net.2.bias"};
+        for (int i = 0; i < 4; i++)
+            snprintf(ffn[i], sizeof ffn[i], ".transformer_blocks.%d.%s", d, ffp[i]);
+        rc = rc ? rc : want(c, &b->ff_in_w, ffn[0], 2, 2 * ff, inner, 0, 0);
+        rc = rc ? rc : want(c, &b->ff_in_b, ffn[1], 1, 2 * ff, 0, 0, 0);
+        rc = rc ? rc : want(c, &b->ff_out_w, ffn[2], 2, inner, ff, 0, 0);
+        rc = rc ? rc : want(c, &b->ff_out_b, ffn[3], 1, inner, 0, 0, 0);
+    }
+    return rc;
+}
+
+static int check_resample(shape_check *c, const unet_block *b, int64_t ch)
+{
+    const char *w = b->has_down ? ".op.weight" : ".conv.weight", *bias = b->has_down ? ".op.bias" : ".conv.bias";
+    int rc = want(c, &b->resample_w, w, 4, ch, ch, 3, 3);
+    return rc ? rc : want(c, &b->resample_b, bias, 1, ch, 0, 0, 0);
+}
+
+/* One block from `in` channels; returns its output channels in *out.  Parts sit at
+ * .0 (ResBlock or Downsample), .1 (transformer, or Upsample without one), .2. */
+static int check_block(shape_check *c, const char *base, const unet_block *b, int64_t in, int64_t *out)
+{
+    int rc = 0;
+    int64_t ch = in;
+    if (b->has_res) {
+        snprintf(c->at, sizeof c->at, "%s.0", base);
+        ch = b->res.in_conv_w.shape[0];
+        rc = check_resblock(c, &b->res, in, ch);
+    }
+    if (rc == 0 && b->has_transformer) {
+        snprintf(c->at, sizeof c->at, "%s.1", base);
+        rc = check_transformer(c, &b->transformer, ch);
+    }
+    if (rc == 0 && b->has_res2) {
+        snprintf(c->at, sizeof c->at, "%s.2", base);
+        rc = check_resblock(c, &b->res2, ch, ch);
+    }
+    if (rc == 0 && (b->has_down || b->has_up)) {
+        snprintf(c->at, sizeof c->at, "%s.%d", base, b->has_down ? 0 : b->has_transformer ? 2 : 1);
+        rc = check_resample(c, b, ch);
+    }
+    *out = ch;
+    return rc;
+}
+
+static int check_shapes(const ts_safetensors *st, const char *prefix, const ts_unet *u)
+{
+    shape_check c = {.path = ts_st_path(st), .prefix = prefix, .emb = u->time_w1.shape[0], .context = u->context_dim};
+    int64_t mc = u->model_channels, skips[MAX_BLOCKS], ch = mc;
+    int rc = 0;
+    rc = rc ? rc : want(&c, &u->conv_in_w, "input_blocks.0.0.weight", 4, mc, u->in_channels, 3, 3);
+    rc = rc ? rc : want(&c, &u->conv_in_b, "input_blocks.0.0.bias", 1, mc, 0, 0, 0);
+    rc = rc ? rc : want(&c, &u->time_w1, "time_embed.0.weight", 2, c.emb, mc, 0, 0);
+    rc = rc ? rc : want(&c, &u->time_b1, "time_embed.0.bias", 1, c.emb, 0, 0, 0);
+    rc = rc ? rc : want(&c, &u->time_w2, "time_embed.2.weight", 2, c.emb, c.emb, 0, 0);
+    rc = rc ? rc : want(&c, &u->time_b2, "time_embed.2.bias", 1, c.emb, 0, 0, 0);
+    if (rc == 0 && u->adm_channels) {
+        rc = want(&c, &u->label_b1, "label_emb.0.0.bias", 1, c.emb, 0, 0, 0);
+        rc = rc ? rc : want(&c, &u->label_w1, "label_emb.0.0.weight", 2, c.emb, u->adm_channels, 0, 0);
+        rc = rc ? rc : want(&c, &u->label_w2, "label_emb.0.2.weight", 2, c.emb, c.emb, 0, 0);
+        rc = rc ? rc : want(&c, &u->label_b2, "label_emb.0.2.bias", 1, c.emb, 0, 0, 0);
+    }
+    skips[0] = mc;
+    char base[48];
+    for (int i = 1; i < u->n_input && rc == 0; i++) {
+        snprintf(base, sizeof base, "input_blocks.%d", i);
+        rc = check_block(&c, base, &u->input[i], ch, &ch);
+        skips[i] = ch;
+    }
+    rc = rc ? rc : check_block(&c, "middle_block", &u->middle, ch, &ch);
+    for (int i = 0; i < u->n_output && rc == 0; i++) {
+        snprintf(base, sizeof base, "output_blocks.%d", i);
+        rc = check_block(&c, base, &u->output[i], ch + skips[u->n_input - 1 - i], &ch);
+    }
+    c.at[0] = '\0';
+    rc = rc ? rc : want(&c, &u->out_norm_w, "out.0.weight", 1, ch, 0, 0, 0);
+    rc = rc ? rc : want(&c, &u->out_norm_b, "out.0.bias", 1, ch, 0, 0, 0);
+    rc = rc ? rc : want(&c, &u->out_conv_w, "out.2.weight", 4, u->out_channels, ch, 3, 3);
+    rc = rc ? rc : want(&c, &u->out_conv_b, "out.2.bias", 1, u->out_channels, 0, 0, 0);
+    return rc;
+}
+
 int ts_unet_load(const ts_safetensors *st, const char *prefix, ts_unet_config cfg, ts_unet **out)
 {
     *out = NULL;
@@ -274,6 +449,7 @@ int ts_unet_load(const ts_safetensors *st, const char *prefix, ts_unet_config cf
             u->context_dim = (int)t->blocks[0].cross_attn.k.shape[1];
             break;
         }
+    rc = rc ? rc : check_shapes(st, l.prefix, u);
     if (rc) {
         free(u);
         return rc;
@@ -286,6 +462,14 @@ void ts_unet_free(ts_unet *unet) { free(unet); }
 int ts_unet_in_channels(const ts_unet *unet) { return unet->in_channels; }
 int ts_unet_context_dim(const ts_unet *unet) { return unet->context_dim; }
 int ts_unet_adm_channels(const ts_unet *unet) { return unet->adm_channels; }
+
+int ts_unet_size_multiple(const ts_unet *u)
+{
+    int multiple = 1;
+    for (int i = 1; i < u->n_input; i++)
+        multiple *= u->input[i].has_down ? 2 : 1;
+    return multiple;
+}
 
 /* ---- layers ------------------------------------------------------------------- */
 
@@ -588,9 +772,7 @@ static int embeddings(const ts_unet *u, const ts_unet_inputs *in, ts_arena *aren
 static int check_inputs(const ts_unet *u, const ts_unet_inputs *in)
 {
     const ts_tensor *x = in->x;
-    int64_t multiple = 1;
-    for (int i = 1; i < u->n_input; i++)
-        multiple *= u->input[i].has_down ? 2 : 1;
+    int64_t multiple = ts_unet_size_multiple(u);
     if (x->ndim != 4 || x->shape[1] != u->in_channels || x->shape[2] % multiple || x->shape[3] % multiple)
         return ts_fail(TS_ERR_ARG, "UNet input must be [B, %d, h, w] with h and w multiples of %lld", u->in_channels,
                        (long long)multiple);

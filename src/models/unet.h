@@ -30,6 +30,8 @@ int ts_unet_in_channels(const ts_unet *unet);
 int ts_unet_context_dim(const ts_unet *unet);
 /* Size of the SDXL vector conditioning y (adm_in_channels), 0 when the model has none. */
 int ts_unet_adm_channels(const ts_unet *unet);
+/* What latent height and width must be multiples of: 2^(number of downsamplings). */
+int ts_unet_size_multiple(const ts_unet *unet);
 
 /* Called with each named intermediate ("mid.t_emb", "mid.time_embed",
  * "mid.input_blocks.N", "mid.middle_block", "mid.output_blocks.N") when set. */

@@ -1,0 +1,26 @@
+/*
+ * Prompts to Stable Diffusion conditioning for a model bundle (sd.h).
+ *
+ * The text encoders are mapped from their files for the encoding only and unmapped
+ * right after, so the sampling loop's resident set holds no text-encoder pages.
+ * The negative prompt is always encoded, even when empty (ComfyUI's choice; A1111
+ * and SGM zero SDXL's empty negative instead), and both are padded to one length.
+ */
+#ifndef TS_PIPELINE_SD_TEXT_H
+#define TS_PIPELINE_SD_TEXT_H
+
+#include "pipeline/conditioning.h"
+#include "pipeline/sd.h"
+
+typedef struct {
+    ts_conditioning c[2]; /* prompt, negative prompt (owned) */
+    ts_sd_cond cond, uncond; /* views of c for ts_sd_request */
+} ts_sd_prompts;
+
+/* clip_skip 0 = the family's default.  Fails naming the files when the encoders are
+ * missing or their width does not match the UNet's cross-attention. */
+int ts_sd_encode_prompts(const ts_sd_model *m, const char *prompt, const char *negative, int clip_skip,
+                         ts_sd_prompts *out);
+void ts_sd_prompts_free(ts_sd_prompts *p);
+
+#endif
