@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/st_names.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/conv.h"
@@ -85,51 +86,29 @@ struct ts_unet {
 
 /* ---- loading ------------------------------------------------------------------ */
 
+/* The UNet's tensors (`top`) and those of the block part being loaded (`block`, whose
+ * prefix is top's + e.g. "input_blocks.4.1."). */
 typedef struct {
-    const ts_safetensors *st;
-    const char *prefix;
-    char at[96]; /* the block being loaded, e.g. "input_blocks.4.1" */
+    ts_st_scope top, block;
+    char block_prefix[192];
 } loader;
-
-static int load(const loader *l, ts_weight *w, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int load(const loader *l, ts_weight *w, const char *fmt, ...)
-{
-    char name[256], rest[128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(rest, sizeof rest, fmt, ap);
-    va_end(ap);
-    snprintf(name, sizeof name, "%s%s", l->at, rest);
-    return ts_st_weight(l->st, l->prefix, name, w);
-}
-
-static int has(const loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int has(const loader *l, const char *fmt, ...)
-{
-    char name[192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    return ts_st_find_prefixed(l->st, l->prefix, name) != NULL;
-}
 
 static int load_resblock(loader *l, resblock *r)
 {
     int rc = 0;
-    rc = rc ? rc : load(l, &r->in_norm_w, ".in_layers.0.weight");
-    rc = rc ? rc : load(l, &r->in_norm_b, ".in_layers.0.bias");
-    rc = rc ? rc : load(l, &r->in_conv_w, ".in_layers.2.weight");
-    rc = rc ? rc : load(l, &r->in_conv_b, ".in_layers.2.bias");
-    rc = rc ? rc : load(l, &r->emb_w, ".emb_layers.1.weight");
-    rc = rc ? rc : load(l, &r->emb_b, ".emb_layers.1.bias");
-    rc = rc ? rc : load(l, &r->out_norm_w, ".out_layers.0.weight");
-    rc = rc ? rc : load(l, &r->out_norm_b, ".out_layers.0.bias");
-    rc = rc ? rc : load(l, &r->out_conv_w, ".out_layers.3.weight");
-    rc = rc ? rc : load(l, &r->out_conv_b, ".out_layers.3.bias");
-    if (!rc && has(l, "%s.skip_connection.weight", l->at)) {
-        rc = rc ? rc : load(l, &r->skip_w, ".skip_connection.weight");
-        rc = rc ? rc : load(l, &r->skip_b, ".skip_connection.bias");
+    rc = rc ? rc : ts_scope_weight(&l->block, &r->in_norm_w, "in_layers.0.weight");
+    rc = rc ? rc : ts_scope_weight(&l->block, &r->in_norm_b, "in_layers.0.bias");
+    rc = rc ? rc : ts_scope_weight(&l->block, &r->in_conv_w, "in_layers.2.weight");
+    rc = rc ? rc : ts_scope_weight(&l->block, &r->in_conv_b, "in_layers.2.bias");
+    rc = rc ? rc : ts_scope_weight(&l->block, &r->emb_w, "emb_layers.1.weight");
+    rc = rc ? rc : ts_scope_weight(&l->block, &r->emb_b, "emb_layers.1.bias");
+    rc = rc ? rc : ts_scope_weight(&l->block, &r->out_norm_w, "out_layers.0.weight");
+    rc = rc ? rc : ts_scope_weight(&l->block, &r->out_norm_b, "out_layers.0.bias");
+    rc = rc ? rc : ts_scope_weight(&l->block, &r->out_conv_w, "out_layers.3.weight");
+    rc = rc ? rc : ts_scope_weight(&l->block, &r->out_conv_b, "out_layers.3.bias");
+    if (!rc && ts_scope_has(&l->block, "skip_connection.weight")) {
+        rc = rc ? rc : ts_scope_weight(&l->block, &r->skip_w, "skip_connection.weight");
+        rc = rc ? rc : ts_scope_weight(&l->block, &r->skip_b, "skip_connection.bias");
     }
     return rc;
 }
@@ -137,52 +116,52 @@ static int load_resblock(loader *l, resblock *r)
 static int load_attention(loader *l, attention_weights *a, const char *which)
 {
     int rc = 0;
-    rc = rc ? rc : load(l, &a->q, "%s.to_q.weight", which);
-    rc = rc ? rc : load(l, &a->k, "%s.to_k.weight", which);
-    rc = rc ? rc : load(l, &a->v, "%s.to_v.weight", which);
-    rc = rc ? rc : load(l, &a->out_w, "%s.to_out.0.weight", which);
-    rc = rc ? rc : load(l, &a->out_b, "%s.to_out.0.bias", which);
+    rc = rc ? rc : ts_scope_weight(&l->block, &a->q, "%s.to_q.weight", which);
+    rc = rc ? rc : ts_scope_weight(&l->block, &a->k, "%s.to_k.weight", which);
+    rc = rc ? rc : ts_scope_weight(&l->block, &a->v, "%s.to_v.weight", which);
+    rc = rc ? rc : ts_scope_weight(&l->block, &a->out_w, "%s.to_out.0.weight", which);
+    rc = rc ? rc : ts_scope_weight(&l->block, &a->out_b, "%s.to_out.0.bias", which);
     return rc;
 }
 
 static int load_transformer(loader *l, const ts_unet_config *cfg, spatial_transformer *t)
 {
     int rc = 0;
-    rc = rc ? rc : load(l, &t->norm_w, ".norm.weight");
-    rc = rc ? rc : load(l, &t->norm_b, ".norm.bias");
-    rc = rc ? rc : load(l, &t->proj_in_w, ".proj_in.weight");
-    rc = rc ? rc : load(l, &t->proj_in_b, ".proj_in.bias");
-    rc = rc ? rc : load(l, &t->proj_out_w, ".proj_out.weight");
-    rc = rc ? rc : load(l, &t->proj_out_b, ".proj_out.bias");
+    rc = rc ? rc : ts_scope_weight(&l->block, &t->norm_w, "norm.weight");
+    rc = rc ? rc : ts_scope_weight(&l->block, &t->norm_b, "norm.bias");
+    rc = rc ? rc : ts_scope_weight(&l->block, &t->proj_in_w, "proj_in.weight");
+    rc = rc ? rc : ts_scope_weight(&l->block, &t->proj_in_b, "proj_in.bias");
+    rc = rc ? rc : ts_scope_weight(&l->block, &t->proj_out_w, "proj_out.weight");
+    rc = rc ? rc : ts_scope_weight(&l->block, &t->proj_out_b, "proj_out.bias");
     if (rc)
         return rc;
     int64_t channels = t->proj_in_w.shape[0];
     t->heads = cfg->num_heads > 0 ? cfg->num_heads : (int)(channels / cfg->head_channels);
     if (t->heads < 1 || channels % t->heads)
-        return ts_fail(TS_ERR_MODEL, "%s%s: %lld channels cannot be split into attention heads", l->prefix, l->at,
+        return ts_fail(TS_ERR_MODEL, "%s: %lld channels cannot be split into attention heads", l->block.prefix,
                        (long long)channels);
     t->depth = 0;
-    while (t->depth < MAX_DEPTH && has(l, "%s.transformer_blocks.%d.norm1.weight", l->at, t->depth))
+    while (t->depth < MAX_DEPTH && ts_scope_has(&l->block, "transformer_blocks.%d.norm1.weight", t->depth))
         t->depth++;
     for (int d = 0; d < t->depth && !rc; d++) {
         transformer_block *b = &t->blocks[d];
         char blk[32];
-        snprintf(blk, sizeof blk, ".transformer_blocks.%d", d);
-        rc = rc ? rc : load(l, &b->norm1_w, "%s.norm1.weight", blk);
-        rc = rc ? rc : load(l, &b->norm1_b, "%s.norm1.bias", blk);
-        rc = rc ? rc : load(l, &b->norm2_w, "%s.norm2.weight", blk);
-        rc = rc ? rc : load(l, &b->norm2_b, "%s.norm2.bias", blk);
-        rc = rc ? rc : load(l, &b->norm3_w, "%s.norm3.weight", blk);
-        rc = rc ? rc : load(l, &b->norm3_b, "%s.norm3.bias", blk);
+        snprintf(blk, sizeof blk, "transformer_blocks.%d", d);
+        rc = rc ? rc : ts_scope_weight(&l->block, &b->norm1_w, "%s.norm1.weight", blk);
+        rc = rc ? rc : ts_scope_weight(&l->block, &b->norm1_b, "%s.norm1.bias", blk);
+        rc = rc ? rc : ts_scope_weight(&l->block, &b->norm2_w, "%s.norm2.weight", blk);
+        rc = rc ? rc : ts_scope_weight(&l->block, &b->norm2_b, "%s.norm2.bias", blk);
+        rc = rc ? rc : ts_scope_weight(&l->block, &b->norm3_w, "%s.norm3.weight", blk);
+        rc = rc ? rc : ts_scope_weight(&l->block, &b->norm3_b, "%s.norm3.bias", blk);
         char which[48];
         snprintf(which, sizeof which, "%s.attn1", blk);
         rc = rc ? rc : load_attention(l, &b->self_attn, which);
         snprintf(which, sizeof which, "%s.attn2", blk);
         rc = rc ? rc : load_attention(l, &b->cross_attn, which);
-        rc = rc ? rc : load(l, &b->ff_in_w, "%s.ff.net.0.proj.weight", blk);
-        rc = rc ? rc : load(l, &b->ff_in_b, "%s.ff.net.0.proj.bias", blk);
-        rc = rc ? rc : load(l, &b->ff_out_w, "%s.ff.net.2.weight", blk);
-        rc = rc ? rc : load(l, &b->ff_out_b, "%s.ff.net.2.bias", blk);
+        rc = rc ? rc : ts_scope_weight(&l->block, &b->ff_in_w, "%s.ff.net.0.proj.weight", blk);
+        rc = rc ? rc : ts_scope_weight(&l->block, &b->ff_in_b, "%s.ff.net.0.proj.bias", blk);
+        rc = rc ? rc : ts_scope_weight(&l->block, &b->ff_out_w, "%s.ff.net.2.weight", blk);
+        rc = rc ? rc : ts_scope_weight(&l->block, &b->ff_out_b, "%s.ff.net.2.bias", blk);
     }
     return rc;
 }
@@ -193,21 +172,22 @@ static int load_block(loader *l, const ts_unet_config *cfg, const char *base, un
     int rc = 0;
     memset(b, 0, sizeof *b);
     for (int part = 0; part < 3 && !rc; part++) {
-        snprintf(l->at, sizeof l->at, "%s.%d", base, part);
-        if (has(l, "%s.op.weight", l->at)) {
+        snprintf(l->block_prefix, sizeof l->block_prefix, "%s%s.%d.", l->top.prefix, base, part);
+        l->block = (ts_st_scope){l->top.st, l->block_prefix};
+        if (ts_scope_has(&l->block, "op.weight")) {
             b->has_down = 1;
-            rc = rc ? rc : load(l, &b->resample_w, ".op.weight");
-            rc = rc ? rc : load(l, &b->resample_b, ".op.bias");
-        } else if (has(l, "%s.conv.weight", l->at)) {
+            rc = rc ? rc : ts_scope_weight(&l->block, &b->resample_w, "op.weight");
+            rc = rc ? rc : ts_scope_weight(&l->block, &b->resample_b, "op.bias");
+        } else if (ts_scope_has(&l->block, "conv.weight")) {
             b->has_up = 1;
-            rc = rc ? rc : load(l, &b->resample_w, ".conv.weight");
-            rc = rc ? rc : load(l, &b->resample_b, ".conv.bias");
-        } else if (has(l, "%s.in_layers.0.weight", l->at)) {
+            rc = rc ? rc : ts_scope_weight(&l->block, &b->resample_w, "conv.weight");
+            rc = rc ? rc : ts_scope_weight(&l->block, &b->resample_b, "conv.bias");
+        } else if (ts_scope_has(&l->block, "in_layers.0.weight")) {
             int second = b->has_res;
             b->has_res = 1;
             b->has_res2 = second;
             rc = load_resblock(l, second ? &b->res2 : &b->res);
-        } else if (has(l, "%s.proj_in.weight", l->at)) {
+        } else if (ts_scope_has(&l->block, "proj_in.weight")) {
             b->has_transformer = 1;
             rc = load_transformer(l, cfg, &b->transformer);
         }
@@ -399,25 +379,25 @@ int ts_unet_load(const ts_safetensors *st, const char *prefix, ts_unet_config cf
     if (!u)
         return ts_fail(TS_ERR_NOMEM, "out of memory loading the UNet");
     u->cfg = cfg;
-    loader l = {.st = st, .prefix = prefix ? prefix : ""};
+    loader l = {.top = {st, prefix ? prefix : ""}};
     int rc = 0;
-    rc = rc ? rc : load(&l, &u->conv_in_w, "input_blocks.0.0.weight");
-    rc = rc ? rc : load(&l, &u->conv_in_b, "input_blocks.0.0.bias");
-    rc = rc ? rc : load(&l, &u->time_w1, "time_embed.0.weight");
-    rc = rc ? rc : load(&l, &u->time_b1, "time_embed.0.bias");
-    rc = rc ? rc : load(&l, &u->time_w2, "time_embed.2.weight");
-    rc = rc ? rc : load(&l, &u->time_b2, "time_embed.2.bias");
-    if (!rc && has(&l, "label_emb.0.0.weight")) {
-        rc = rc ? rc : load(&l, &u->label_w1, "label_emb.0.0.weight");
-        rc = rc ? rc : load(&l, &u->label_b1, "label_emb.0.0.bias");
-        rc = rc ? rc : load(&l, &u->label_w2, "label_emb.0.2.weight");
-        rc = rc ? rc : load(&l, &u->label_b2, "label_emb.0.2.bias");
+    rc = rc ? rc : ts_scope_weight(&l.top, &u->conv_in_w, "input_blocks.0.0.weight");
+    rc = rc ? rc : ts_scope_weight(&l.top, &u->conv_in_b, "input_blocks.0.0.bias");
+    rc = rc ? rc : ts_scope_weight(&l.top, &u->time_w1, "time_embed.0.weight");
+    rc = rc ? rc : ts_scope_weight(&l.top, &u->time_b1, "time_embed.0.bias");
+    rc = rc ? rc : ts_scope_weight(&l.top, &u->time_w2, "time_embed.2.weight");
+    rc = rc ? rc : ts_scope_weight(&l.top, &u->time_b2, "time_embed.2.bias");
+    if (!rc && ts_scope_has(&l.top, "label_emb.0.0.weight")) {
+        rc = rc ? rc : ts_scope_weight(&l.top, &u->label_w1, "label_emb.0.0.weight");
+        rc = rc ? rc : ts_scope_weight(&l.top, &u->label_b1, "label_emb.0.0.bias");
+        rc = rc ? rc : ts_scope_weight(&l.top, &u->label_w2, "label_emb.0.2.weight");
+        rc = rc ? rc : ts_scope_weight(&l.top, &u->label_b2, "label_emb.0.2.bias");
         u->adm_channels = rc ? 0 : (int)u->label_w1.shape[1];
     }
-    rc = rc ? rc : load(&l, &u->out_norm_w, "out.0.weight");
-    rc = rc ? rc : load(&l, &u->out_norm_b, "out.0.bias");
-    rc = rc ? rc : load(&l, &u->out_conv_w, "out.2.weight");
-    rc = rc ? rc : load(&l, &u->out_conv_b, "out.2.bias");
+    rc = rc ? rc : ts_scope_weight(&l.top, &u->out_norm_w, "out.0.weight");
+    rc = rc ? rc : ts_scope_weight(&l.top, &u->out_norm_b, "out.0.bias");
+    rc = rc ? rc : ts_scope_weight(&l.top, &u->out_conv_w, "out.2.weight");
+    rc = rc ? rc : ts_scope_weight(&l.top, &u->out_conv_b, "out.2.bias");
     if (rc) {
         free(u);
         return rc;
@@ -428,14 +408,14 @@ int ts_unet_load(const ts_safetensors *st, const char *prefix, ts_unet_config cf
     char base[48];
     for (u->n_input = 1; u->n_input < MAX_BLOCKS && !rc; u->n_input++) {
         snprintf(base, sizeof base, "input_blocks.%d", u->n_input);
-        if (!has(&l, "%s.0.op.weight", base) && !has(&l, "%s.0.in_layers.0.weight", base))
+        if (!ts_scope_has(&l.top, "%s.0.op.weight", base) && !ts_scope_has(&l.top, "%s.0.in_layers.0.weight", base))
             break;
         rc = load_block(&l, &cfg, base, &u->input[u->n_input]);
     }
     rc = rc ? rc : load_block(&l, &cfg, "middle_block", &u->middle);
     for (u->n_output = 0; u->n_output < MAX_BLOCKS && !rc; u->n_output++) {
         snprintf(base, sizeof base, "output_blocks.%d", u->n_output);
-        if (!has(&l, "%s.0.in_layers.0.weight", base))
+        if (!ts_scope_has(&l.top, "%s.0.in_layers.0.weight", base))
             break;
         rc = load_block(&l, &cfg, base, &u->output[u->n_output]);
     }
@@ -449,7 +429,7 @@ int ts_unet_load(const ts_safetensors *st, const char *prefix, ts_unet_config cf
             u->context_dim = (int)t->blocks[0].cross_attn.k.shape[1];
             break;
         }
-    rc = rc ? rc : check_shapes(st, l.prefix, u);
+    rc = rc ? rc : check_shapes(st, l.top.prefix, u);
     if (rc) {
         free(u);
         return rc;
