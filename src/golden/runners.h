@@ -20,5 +20,6 @@ int golden_run_t5_encoder(golden_case *gc);
 int golden_run_flux(golden_case *gc);
 int golden_run_mmdit(golden_case *gc);
 int golden_run_sd_pipeline(golden_case *gc);
+int golden_run_flux_pipeline(golden_case *gc);
 
 #endif
