@@ -17,36 +17,6 @@
 #include "golden/runners.h"
 #include "pipeline/flux.h"
 
-static const cJSON *config_item(golden_case *gc, const char *section, const char *key)
-{
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(gc->json, "config");
-    if (section)
-        c = cJSON_GetObjectItemCaseSensitive(c, section);
-    return cJSON_GetObjectItemCaseSensitive(c, key);
-}
-
-static int config_int(golden_case *gc, const char *section, const char *key)
-{
-    const cJSON *v = config_item(gc, section, key);
-    return cJSON_IsNumber(v) ? v->valueint : 0;
-}
-
-/* config.transformer.axes_dim / theta: the RoPE split the weights do not show. */
-static ts_flux_config rope_config(golden_case *gc)
-{
-    ts_flux_config cfg = ts_flux_config_default();
-    const cJSON *axes = config_item(gc, "transformer", "axes_dim");
-    const cJSON *theta = config_item(gc, "transformer", "theta");
-    if (cJSON_IsArray(axes) && cJSON_GetArraySize(axes) <= TS_FLUX_MAX_AXES) {
-        cfg.n_axes = cJSON_GetArraySize(axes);
-        for (int a = 0; a < cfg.n_axes; a++)
-            cfg.axes_dim[a] = cJSON_GetArrayItem(axes, a)->valueint;
-    }
-    if (cJSON_IsNumber(theta))
-        cfg.theta = theta->valuedouble;
-    return cfg;
-}
-
 /* A stored [1, T] id row as int32; *tokens receives T. */
 static int32_t *read_ids(golden_case *gc, const char *name, int64_t *tokens)
 {
@@ -63,12 +33,17 @@ static int32_t *read_ids(golden_case *gc, const char *name, int64_t *tokens)
     return ids;
 }
 
+typedef struct {
+    golden_case *gc;
+    int steps;
+} probe_ctx;
+
 /* Every probed tensor with a stored counterpart: "img" at step 0 is mid.img, at step
  * K < steps mid.img_stepK, at the end out.img; "sigmas" is out.timesteps. */
 static void compare_probe(void *ctx, const char *name, int step, const ts_tensor *t)
 {
-    golden_case *gc = ((void **)ctx)[0];
-    int steps = *(int *)((void **)ctx)[1];
+    golden_case *gc = ((probe_ctx *)ctx)->gc;
+    int steps = ((probe_ctx *)ctx)->steps;
     char key[64];
     if (strcmp(name, "img") == 0) {
         if (step == 0)
@@ -92,8 +67,8 @@ int golden_run_flux_pipeline(golden_case *gc)
                            .ae = golden_path(gc, "ae.safetensors", paths[1], sizeof paths[1]),
                            .clip_l = golden_path(gc, "clip_l.safetensors", paths[2], sizeof paths[2]),
                            .t5 = golden_path(gc, "t5.safetensors", paths[3], sizeof paths[3]),
-                           .flux = rope_config(gc),
-                           .clip_heads = config_int(gc, "clip_l", "num_attention_heads")};
+                           .flux = golden_flux_rope(golden_config(gc, NULL, "transformer")),
+                           .clip_heads = (int)golden_config_number(gc, "clip_l", "num_attention_heads")};
     ts_flux_model *m = NULL;
     ts_arena *arena = ts_arena_create((size_t)1 << 30);
     int64_t t5_tokens = 0, clip_tokens = 0;
@@ -107,11 +82,10 @@ int golden_run_flux_pipeline(golden_case *gc)
         golden_compare(gc, "out.txt", cond.txt.data, cond.txt.ndim, cond.txt.shape);
         golden_compare(gc, "out.vec", cond.vec.data, cond.vec.ndim, cond.vec.shape);
     }
-    const cJSON *hw = config_item(gc, NULL, "image_hw");
-    const cJSON *guidance = config_item(gc, NULL, "guidance");
-    ts_flux_request req = {.steps = config_int(gc, NULL, "num_steps"),
-                           .shift = cJSON_IsTrue(config_item(gc, NULL, "shift")),
-                           .guidance = cJSON_IsNumber(guidance) ? guidance->valuedouble : 0.0,
+    const cJSON *hw = golden_config(gc, NULL, "image_hw");
+    ts_flux_request req = {.steps = (int)golden_config_number(gc, NULL, "num_steps"),
+                           .shift = cJSON_IsTrue(golden_config(gc, NULL, "shift")),
+                           .guidance = golden_config_number(gc, NULL, "guidance"),
                            .cond = &cond,
                            .noise = noise};
     if (rc == 0 && cJSON_GetArraySize(hw) != 2)
@@ -124,9 +98,9 @@ int golden_run_flux_pipeline(golden_case *gc)
         if (!latent || !image)
             rc = ts_fail(TS_ERR_NOMEM, "out of memory");
     }
-    void *probe_ctx[2] = {gc, &req.steps};
+    probe_ctx pc = {gc, req.steps};
     req.probe = compare_probe;
-    req.probe_ctx = probe_ctx;
+    req.probe_ctx = &pc;
     rc = rc ? rc : ts_flux_generate(m, &req, arena, latent, image);
     if (rc == 0)
         golden_compare(gc, "out.image", image, 4, (int64_t[]){1, 3, req.height, req.width});
