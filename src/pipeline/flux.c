@@ -233,7 +233,8 @@ int ts_flux_generate(const ts_flux_model *m, const ts_flux_request *r, ts_arena 
     d.img_ids = ts_tensor_view(malloc((size_t)tokens * 3 * sizeof(float)), 3, (int64_t[]){1, tokens, 3});
     d.txt_ids = ts_tensor_view(calloc((size_t)txt_len * 3, sizeof(float)), 3, (int64_t[]){1, txt_len, 3});
     size_t n = (size_t)(c * h * w);
-    float *noise = malloc(n * sizeof *noise), *x = malloc(n * sizeof *x), *lat = latent ? latent : malloc(n * sizeof *lat);
+    float *noise = malloc(n * sizeof *noise), *x = malloc(n * sizeof *x);
+    float *lat = latent ? latent : malloc(n * sizeof *lat);
     if (!d.img_ids.data || !d.txt_ids.data || !noise || !x || !lat)
         rc = ts_fail(TS_ERR_NOMEM, "out of memory");
     if (rc == 0) {
