@@ -200,6 +200,20 @@ const char *golden_path(golden_case *gc, const char *file, char *buf, int buf_si
     return buf;
 }
 
+const cJSON *golden_config(golden_case *gc, const char *section, const char *key)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(gc->json, "config");
+    if (section)
+        c = cJSON_GetObjectItemCaseSensitive(c, section);
+    return cJSON_GetObjectItemCaseSensitive(c, key);
+}
+
+double golden_config_number(golden_case *gc, const char *section, const char *key)
+{
+    const cJSON *v = golden_config(gc, section, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+}
+
 static cJSON *read_json_file(const char *path)
 {
     FILE *f = fopen(path, "rb");

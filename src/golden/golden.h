@@ -53,6 +53,11 @@ float *golden_input(golden_case *gc, const char *name, int *ndim_out, int64_t *s
 /* Path of a file inside the case folder (static buffer per call site is not kept: copy). */
 const char *golden_path(golden_case *gc, const char *file, char *buf, int buf_size);
 
+/* case.json config.<section>.<key> (section NULL: config.<key>); NULL when absent. */
+const cJSON *golden_config(golden_case *gc, const char *section, const char *key);
+/* The same as a number; 0 when absent or not a number. */
+double golden_config_number(golden_case *gc, const char *section, const char *key);
+
 typedef int (*golden_runner_fn)(golden_case *gc);
 
 /* The runner for a family, or NULL when that family is not implemented yet. */

@@ -36,14 +36,9 @@ static void report_probe(void *ctx, const char *name, const ts_tensor *t)
     free(want);
 }
 
-/* config.axes_dim and config.theta of the case (Flux.1 defaults otherwise). */
-static ts_flux_config case_config(golden_case *gc)
+ts_flux_config golden_flux_rope(const cJSON *config)
 {
     ts_flux_config cfg = ts_flux_config_default();
-    const cJSON *config = cJSON_GetObjectItemCaseSensitive(gc->json, "config");
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(config, "model");
-    if (model)
-        config = model;
     const cJSON *axes = cJSON_GetObjectItemCaseSensitive(config, "axes_dim");
     const cJSON *theta = cJSON_GetObjectItemCaseSensitive(config, "theta");
     if (cJSON_IsArray(axes) && cJSON_GetArraySize(axes) <= TS_FLUX_MAX_AXES) {
@@ -54,6 +49,14 @@ static ts_flux_config case_config(golden_case *gc)
     if (cJSON_IsNumber(theta))
         cfg.theta = theta->valuedouble;
     return cfg;
+}
+
+/* config.model, or config itself, holds axes_dim and theta. */
+static ts_flux_config case_config(golden_case *gc)
+{
+    const cJSON *config = cJSON_GetObjectItemCaseSensitive(gc->json, "config");
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(config, "model");
+    return golden_flux_rope(model ? model : config);
 }
 
 /* What both kinds of case feed the model besides the image tokens. */

@@ -68,24 +68,10 @@ static void free_trace(trace *tr)
     free(tr->latent_mask);
 }
 
-static const cJSON *config_item(golden_case *gc, const char *section, const char *key)
-{
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(gc->json, "config");
-    if (section)
-        c = cJSON_GetObjectItemCaseSensitive(c, section);
-    return cJSON_GetObjectItemCaseSensitive(c, key);
-}
-
-static double config_number(golden_case *gc, const char *section, const char *key)
-{
-    const cJSON *v = config_item(gc, section, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
-}
-
 /* "euler (ComfyUI sampler_name ...)" -> "euler". */
 static void first_word(golden_case *gc, const char *key, char *buf, size_t size)
 {
-    const cJSON *v = config_item(gc, NULL, key);
+    const cJSON *v = golden_config(gc, NULL, key);
     snprintf(buf, size, "%s", cJSON_IsString(v) ? v->valuestring : "");
     buf[strcspn(buf, " ")] = '\0';
 }
@@ -177,14 +163,14 @@ typedef struct {
 static int open_case(golden_case *gc, pipeline_case *pc, char *path, size_t size)
 {
     golden_path(gc, "model.safetensors", path, (int)size);
-    ts_clip_load_opts clip_opts = {.heads = (int)config_number(gc, "text_encoder", "num_attention_heads"),
+    ts_clip_load_opts clip_opts = {.heads = (int)golden_config_number(gc, "text_encoder", "num_attention_heads"),
                                    .act = TS_CLIP_ACT_QUICK_GELU};
     int rc = ts_st_open(path, &pc->st);
     const char *prefix = rc ? NULL : ts_clip_text_prefix(pc->st, 0);
     if (rc == 0 && !prefix)
         rc = ts_fail(TS_ERR_MODEL, "%s: no CLIP text encoder", path);
     rc = rc ? rc : ts_clip_text_load(pc->st, prefix, &clip_opts, &pc->clip);
-    ts_sd_files files = {.model = path, .unet = {.num_heads = (int)config_number(gc, "unet", "num_heads")}};
+    ts_sd_files files = {.model = path, .unet = {.num_heads = (int)golden_config_number(gc, "unet", "num_heads")}};
     rc = rc ? rc : ts_sd_load(&files, &pc->model);
     if (rc)
         return rc;
@@ -203,14 +189,14 @@ int golden_run_sd_pipeline(golden_case *gc)
     int rc = open_case(gc, &pc, path, sizeof path);
     rc = rc ? rc : encode_ids(gc, &pc.clip, "in.cond_ids", "out.cond", pc.arena, &cond);
     rc = rc ? rc : encode_ids(gc, &pc.clip, "in.uncond_ids", "out.uncond", pc.arena, &uncond);
-    ts_sd_request req = {.steps = (int)config_number(gc, NULL, "steps"),
-                         .cfg = config_number(gc, NULL, "cfg_scale"),
+    ts_sd_request req = {.steps = (int)golden_config_number(gc, NULL, "steps"),
+                         .cfg = golden_config_number(gc, NULL, "cfg_scale"),
                          .cond = {.context = cond},
                          .uncond = {.context = uncond},
                          .noise = pc.noise,
                          .image = pc.image,
                          .mask = pc.mask};
-    const cJSON *hw = config_item(gc, NULL, "image_hw");
+    const cJSON *hw = golden_config(gc, NULL, "image_hw");
     if (rc == 0 && (cJSON_GetArraySize(hw) != 2 || req.steps < 1 || req.steps >= 64))
         rc = ts_fail(TS_ERR_FORMAT, "case.json: config.image_hw or config.steps is missing or out of range");
     if (rc == 0) {
@@ -225,8 +211,8 @@ int golden_run_sd_pipeline(golden_case *gc)
         ts_sd_mode mode;
         double strength;
     } modes[] = {{TS_SD_TXT2IMG, 1.0},
-                 {TS_SD_IMG2IMG, config_number(gc, NULL, "img2img_strength")},
-                 {TS_SD_INPAINT, config_number(gc, NULL, "inpaint_denoise")}};
+                 {TS_SD_IMG2IMG, golden_config_number(gc, NULL, "img2img_strength")},
+                 {TS_SD_INPAINT, golden_config_number(gc, NULL, "inpaint_denoise")}};
     for (int i = 0; i < 3 && rc == 0; i++) {
         req.mode = modes[i].mode;
         req.strength = modes[i].strength;

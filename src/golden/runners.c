@@ -28,6 +28,7 @@ static const struct {
     {"flux", golden_run_flux},
     {"sd3-mmdit", golden_run_mmdit},
     {"sd1-pipeline", golden_run_sd_pipeline},
+    {"flux-pipeline", golden_run_flux_pipeline},
     {NULL, NULL},
 };
 
