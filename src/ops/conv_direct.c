@@ -28,6 +28,7 @@
 #define CB 4          /* output channels per register block */
 #define PXV 3         /* 8-pixel vectors per register block: CB x PXV accumulators + PXV inputs + 1 weight = 16 ymm */
 #define BAND_ROWS 4   /* output rows per thread item */
+#define CHUNK 32      /* input channels per pass: their rows stay in L1 while every output block reads them */
 #define MAX_OUT 64    /* above this many output channels the GEMM reuses its packing well enough */
 
 int ts_conv2d_direct_fits(const ts_weight *w, ts_conv_params p)
@@ -73,19 +74,32 @@ static void pad_band(const direct_job *j, int64_t n, int64_t oy0, int64_t rows, 
         }
 }
 
-/* One register block: CB output channels (nch of them stored) x nv vectors of
- * pixels (npx stored) of one output row.  in points at channel 0, the block's first
- * tap; nv is a constant in every caller, so the arrays below live in registers. */
+/* One register block: CB output channels (nch of them real) x nv vectors of pixels
+ * (npx real) of one output row, over input channels [c0, c0 + cn).  in points at
+ * channel c0, the block's first tap; the sum starts from the bias b, or from out when
+ * b is NULL (a later channel chunk).  nv is a constant in every caller, so the arrays
+ * below live in registers. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-block(int nv, const float *in, int64_t cstride, int64_t wp, const float *wt, int64_t C, const float *b, float *out,
+block(int nv, const float *in, int64_t cstride, int64_t wp, const float *wt, int64_t cn, const float *b, float *out,
       int64_t ostride, int nch, int npx)
 {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256 acc[CB][PXV];
-    for (int o = 0; o < CB; o++)
-        for (int v = 0; v < nv; v++)
-            acc[o][v] = _mm256_set1_ps(b[o]);
+    for (int o = 0; o < CB; o++) /* a variable bound on o would send acc to the stack */
+        for (int v = 0; v < nv; v++) {
+            const float *d = out + o * ostride + 8 * v;
+            int left = npx - 8 * v;
+            if (b)
+                acc[o][v] = _mm256_set1_ps(b[o]);
+            else if (o >= nch)
+                acc[o][v] = _mm256_setzero_ps();
+            else if (left >= 8)
+                acc[o][v] = _mm256_loadu_ps(d);
+            else
+                acc[o][v] = _mm256_maskload_ps(d, _mm256_cmpgt_epi32(_mm256_set1_epi32(left), lane));
+        }
     const int64_t off[9] = {0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2};
-    for (int64_t c = 0; c < C; c++, in += cstride)
+    for (int64_t c = 0; c < cn; c++, in += cstride)
 #pragma GCC unroll 1 /* unrolled taps make the compiler spill the accumulators */
         for (int t = 0; t < 9; t++, wt += CB) {
             const float *p = in + off[t];
@@ -98,8 +112,7 @@ block(int nv, const float *in, int64_t cstride, int64_t wp, const float *wt, int
                     acc[o][v] = _mm256_fmadd_ps(wb, xv[v], acc[o][v]);
             }
         }
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int o = 0; o < CB; o++) /* a variable bound here would send acc to the stack */
+    for (int o = 0; o < CB; o++)
         for (int v = 0; v < nv; v++) {
             float *d = out + o * ostride + 8 * v;
             int left = npx - 8 * v;
@@ -121,22 +134,24 @@ __attribute__((target("avx2,fma"))) static void run_bands(void *ctx, int64_t beg
         int64_t n = item / j->bands, oy0 = item % j->bands * BAND_ROWS;
         int64_t rows = j->ho - oy0 < BAND_ROWS ? j->ho - oy0 : BAND_ROWS, cstride = (rows + 2) * j->wp;
         pad_band(j, n, oy0, rows, s);
-        for (int64_t ob = 0; ob < obs; ob++) {
-            const float *wt = j->wt + ob * j->C * 9 * CB, *b = j->bias + ob * CB;
-            int nch = j->O - ob * CB < CB ? (int)(j->O - ob * CB) : CB;
-            for (int64_t r = 0; r < rows; r++) {
-                float *out = j->y + (n * j->O + ob * CB) * P + (oy0 + r) * j->wo;
+        for (int64_t c0 = 0; c0 < j->C; c0 += CHUNK) {
+            int64_t cn = j->C - c0 < CHUNK ? j->C - c0 : CHUNK;
+            for (int64_t r = 0; r < rows; r++)
                 for (int64_t ox = 0; ox < j->wo; ox += 8 * PXV) {
                     int npx = j->wo - ox < 8 * PXV ? (int)(j->wo - ox) : 8 * PXV;
-                    const float *in = s + r * j->wp + ox;
-                    if (npx > 16)
-                        block(3, in, cstride, j->wp, wt, j->C, b, out + ox, P, nch, npx);
-                    else if (npx > 8)
-                        block(2, in, cstride, j->wp, wt, j->C, b, out + ox, P, nch, npx);
-                    else
-                        block(1, in, cstride, j->wp, wt, j->C, b, out + ox, P, nch, npx);
+                    const float *in = s + c0 * cstride + r * j->wp + ox;
+                    for (int64_t ob = 0; ob < obs; ob++) {
+                        const float *wt = j->wt + (ob * j->C + c0) * 9 * CB, *b = c0 ? NULL : j->bias + ob * CB;
+                        int nch = j->O - ob * CB < CB ? (int)(j->O - ob * CB) : CB;
+                        float *out = j->y + (n * j->O + ob * CB) * P + (oy0 + r) * j->wo + ox;
+                        if (npx > 16)
+                            block(3, in, cstride, j->wp, wt, cn, b, out, P, nch, npx);
+                        else if (npx > 8)
+                            block(2, in, cstride, j->wp, wt, cn, b, out, P, nch, npx);
+                        else
+                            block(1, in, cstride, j->wp, wt, cn, b, out, P, nch, npx);
+                    }
                 }
-            }
         }
     }
 }
