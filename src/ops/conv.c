@@ -3,13 +3,16 @@
  * where the im2col matrix is never built — the GEMM packer unfolds the kc x nc block
  * it needs straight from the image (TS_OPND_IM2COL).  The output layout of that
  * product is already NCHW, and the weight is read in its stored dtype as the A
- * operand.  A 1x1 stride-1 unpadded conv is the plain product W · x[C, H·W].
+ * operand.  A 1x1 stride-1 unpadded conv is the plain product W · x[C, H·W].  3x3
+ * stride-1 convs with few output channels, where packing would cost as much as the
+ * product, go to the direct kernel in conv_direct.c instead.
  */
 #include "ops/conv.h"
 
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "ops/conv_direct.h"
 #include "ops/gemm_engine.h"
 
 static int check_shapes(const ts_tensor *x, const ts_weight *w, const ts_weight *bias, ts_conv_params p,
@@ -50,6 +53,8 @@ int ts_conv2d(const ts_tensor *x, const ts_weight *w, const ts_weight *bias, ts_
     int rc = check_shapes(x, w, bias, p, y);
     if (rc < 0)
         return rc;
+    if (ts_conv2d_direct_fits(w, p))
+        return ts_conv2d_direct(x, w, bias, p, y);
     int64_t batch = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     int64_t O = w->shape[0], kh = w->shape[2], kw = w->shape[3], ho = y->shape[2], wo = y->shape[3];
     int64_t K = C * kh * kw, P = ho * wo;
