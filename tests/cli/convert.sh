@@ -11,16 +11,7 @@ gen=$shared/tools/random-checkpoint
 [ -x "$gen" ] && [ -f "$shared/data/keysets/sd15.json" ] || { echo "skip: no random-checkpoint or sd15 keyset"; exit 77; }
 rm -rf "$tmp" && mkdir -p "$tmp"
 fail=0
-expect() { # expect CODE DESCRIPTION -- command...
-    local want=$1 what=$2; shift 3
-    "$@" >"$tmp/out.txt" 2>&1
-    local got=$?
-    if [ "$got" -ne "$want" ]; then
-        echo "FAIL: $what: exit $got, expected $want"; sed 's/^/    /' "$tmp/out.txt" | tail -5; fail=1
-    else
-        echo "ok: $what"
-    fi
-}
+. "$(dirname "$0")/lib/expect.sh"
 has() { # has DESCRIPTION PATTERN: the last command's output matches
     if grep -qE "$2" "$tmp/out.txt"; then echo "ok: $1"; else echo "FAIL: $1 (no /$2/)"; sed 's/^/    /' "$tmp/out.txt"; fail=1; fi
 }

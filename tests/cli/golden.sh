@@ -8,16 +8,7 @@ shared=${TESSERA_SHARED:?}
 tmp=${TESSERA_TEST_TMP:?}/golden-cli
 rm -rf "$tmp" && mkdir -p "$tmp"
 fail=0
-expect() { # expect CODE DESCRIPTION -- command...
-    local want=$1 what=$2; shift 3
-    "$@" >"$tmp/out.txt" 2>&1
-    local got=$?
-    if [ "$got" -ne "$want" ]; then
-        echo "FAIL: $what: exit $got, expected $want"; sed 's/^/    /' "$tmp/out.txt" | tail -5; fail=1
-    else
-        echo "ok: $what"
-    fi
-}
+. "$(dirname "$0")/lib/expect.sh"
 
 case_dir=$shared/golden/vae_kl
 expect 0 "the real vae_kl case passes" -- "$tessera" golden "$case_dir"
