@@ -691,6 +691,71 @@ static void test_inpaint_blending(void)
     CHECK_NEAR(rec.seen[1], 0.75 * latent[1] + 0.25 * noise[1], 1e-6);
 }
 
+/* Stops a run after `at` steps, keeping what a later run needs to continue it. */
+typedef struct {
+    int at;
+    float x[64], prev[64];
+    ts_rng rng_at_stop;
+    const ts_rng *rng;
+} stopper;
+
+static int stop_and_keep(void *user, int done, int steps, float *x, const float *prev, size_t n)
+{
+    stopper *s = user;
+    (void)steps;
+    if (done != s->at)
+        return 0;
+    memcpy(s->x, x, n * sizeof *x);
+    memcpy(s->prev, prev, n * sizeof *prev);
+    s->rng_at_stop = *s->rng;
+    return ts_fail(TS_ERR_CANCELLED, "stopped");
+}
+
+/* A run stopped between steps and continued from its saved state ends bit for bit
+ * where the uninterrupted run does, for every sampler. */
+static void test_stopped_run_continues_exactly(void)
+{
+    enum { N = 64, STEPS = 8 };
+    static ts_noise_schedule s;
+    ts_noise_ddpm(&s, 0.00085, 0.012);
+    float sig[STEPS + 1];
+    ts_schedule_sigmas(&s, TS_SCHED_KARRAS, STEPS, sig);
+    for (int k = 0; k < TS_SAMPLER_COUNT; k++) {
+        gaussian g = {0.3, 0.5, 0};
+        float whole[N], part[N];
+        ts_rng r;
+        ts_rng_init(&r, 11);
+        ts_rng_normal(&r, whole, N);
+        memcpy(part, whole, sizeof whole);
+        ts_rng start = r;
+        ts_sampler_config cfg = ts_sampler_config_default();
+        cfg.denoise = gaussian_denoise;
+        cfg.denoise_user = &g;
+        cfg.noise = ts_rng_noise;
+        cfg.noise_user = &r;
+        CHECK(ts_sample((ts_sampler)k, &cfg, whole, N, sig, STEPS) == 0);
+
+        r = start;
+        stopper st = {.at = 3, .rng = &r};
+        cfg.between = stop_and_keep;
+        cfg.between_user = &st;
+        CHECK(ts_sample((ts_sampler)k, &cfg, part, N, sig, STEPS) == TS_ERR_CANCELLED);
+        r = st.rng_at_stop;
+        cfg.between = NULL;
+        cfg.start_step = st.at;
+        cfg.start_prev = st.prev;
+        CHECK(ts_sample((ts_sampler)k, &cfg, st.x, N, sig, STEPS) == 0);
+        CHECK_MSG(memcmp(st.x, whole, sizeof whole) == 0, "%s", ts_sampler_name((ts_sampler)k));
+    }
+    ts_sampler_config cfg = ts_sampler_config_default();
+    gaussian g = {0, 1, 0};
+    float x[N] = {0};
+    cfg.denoise = gaussian_denoise;
+    cfg.denoise_user = &g;
+    cfg.start_step = STEPS + 1;
+    CHECK(ts_sample(TS_SAMPLER_EULER, &cfg, x, N, sig, STEPS) == TS_ERR_ARG);
+}
+
 TEST_MAIN(TEST(test_philox_known_answers), TEST(test_mt19937_known_answers),
           TEST(test_torch_noise_matches_reference_scripts), TEST(test_rng_reproducible_and_chunk_independent),
           TEST(test_rng_threads_do_not_change_the_stream), TEST(test_rng_moments), TEST(test_schedules_descend_to_zero),
@@ -698,4 +763,4 @@ TEST_MAIN(TEST(test_philox_known_answers), TEST(test_mt19937_known_answers),
           TEST(test_pipeline_schedules_match_reference), TEST(test_model_denoiser), TEST(test_ode_samplers_converge),
           TEST(test_sde_samplers_sample_the_data), TEST(test_every_sampler_reaches_a_point_mass),
           TEST(test_sampler_errors), TEST(test_predictions_recover_the_clean_sample), TEST(test_cfg_and_ip2p),
-          TEST(test_inpaint_blending))
+          TEST(test_inpaint_blending), TEST(test_stopped_run_continues_exactly))

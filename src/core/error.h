@@ -18,6 +18,7 @@ typedef enum {
     TS_ERR_UNSUPPORTED = -5, /* valid, but not something Tessera handles (yet) */
     TS_ERR_LIMIT = -6,       /* a size bound was exceeded (absurd dimensions, huge header) */
     TS_ERR_MODEL = -7,       /* a checkpoint lacks a tensor, or one has the wrong shape */
+    TS_ERR_CANCELLED = -8,   /* the caller asked to stop (a progress callback, SIGINT) */
 } ts_status;
 
 /* Records the message and returns code, so callers can write `return ts_fail(...)`. */

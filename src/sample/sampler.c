@@ -232,7 +232,14 @@ int ts_sample(ts_sampler kind, const ts_sampler_config *cfg, float *x, size_t n,
     r.aux = malloc(bytes);
     if (!r.den || !r.prev || !r.aux)
         rc = ts_fail(TS_ERR_NOMEM, "sampler %s: out of memory for 3 x %zu floats", ts_sampler_name(kind), n);
-    for (int i = 0; rc == 0 && i < steps; i++) {
+    if (rc == 0 && (cfg->start_step < 0 || cfg->start_step > steps))
+        rc = ts_fail(TS_ERR_ARG, "sampler %s: cannot start at step %d of %d", ts_sampler_name(kind), cfg->start_step,
+                     steps);
+    if (rc == 0 && cfg->start_step > 0 && cfg->start_prev) {
+        memcpy(r.prev, cfg->start_prev, n * sizeof(float));
+        r.have_prev = 1;
+    }
+    for (int i = rc == 0 ? cfg->start_step : steps; rc == 0 && i < steps; i++) {
         double s = sigmas[i], sn = sigmas[i + 1];
         r.i = i;
         rc = cfg->denoise(cfg->denoise_user, x, n, s, r.den);
@@ -245,6 +252,8 @@ int ts_sample(ts_sampler kind, const ts_sampler_config *cfg, float *x, size_t n,
         r.prev = r.den;
         r.den = t;
         r.have_prev = 1;
+        if (rc == 0 && cfg->between)
+            rc = cfg->between(cfg->between_user, i + 1, steps, x, r.prev, n);
     }
     free(r.den);
     free(r.prev);

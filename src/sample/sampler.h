@@ -38,6 +38,12 @@ typedef int (*ts_noise_fn)(void *user, double sigma, double sigma_next, float *n
 /* Called once per step after its first model call, with x at the start of step i and
  * D(x, sigmas[i]). A non-zero return stops sampling with that status. */
 typedef int (*ts_step_fn)(void *user, int i, int steps, double sigma, const float *x, const float *denoised);
+/* Called after step done-1 has moved x to sigmas[done]. It may change x (DemoFusion's
+ * skip residual does) and stops sampling with a non-zero return.  prev is the history
+ * the multistep samplers carry into the next step (D of the step just taken); with x
+ * and the noise source's state it is all a run needs to continue later
+ * (ts_sampler_config.start_step / start_prev). */
+typedef int (*ts_between_fn)(void *user, int done, int steps, float *x, const float *prev, size_t n);
 
 typedef struct {
     ts_denoise_fn denoise;
@@ -49,6 +55,13 @@ typedef struct {
     double eta;     /* ancestral / SDE noise amount; 1 by default */
     double s_noise; /* noise multiplier; 1 by default */
     ts_renoise renoise;
+    ts_between_fn between; /* optional */
+    void *between_user;
+    /* Continuing a run: the first step to take (0: from the start) and, when it is
+     * not 0, the prev its between call saw (n floats; NULL only for samplers that
+     * keep no history). */
+    int start_step;
+    const float *start_prev;
 } ts_sampler_config;
 
 /* eta = s_noise = 1, additive re-noising, no callbacks. */
