@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "io/image.h"
+#include "pipeline/highres.h"
 #include "pipeline/sd.h"
 #include "pipeline/sd_text.h"
 
@@ -65,6 +66,26 @@ static void generate_usage(FILE *f)
             "      --strength S        img2img / inpaint denoise in (0, 1]; default 0.75 (inpaint 1)\n"
             "      --mask-blur R       Gaussian blur of the mask, sigma R pixels (default 4)\n"
             "      --image-cfg S       InstructPix2Pix image guidance (default 1.5)\n"
+            "high resolution (canvases beyond the model's native size):\n"
+            "      --tile N            tile side in latent pixels (image pixels / 8); default: the\n"
+            "                          model's native size once the canvas exceeds it; 0 = untiled\n"
+            "      --tile-overlap N    latent pixels neighbouring tiles share (default tile/4)\n"
+            "      --tile-batch N      tiles per UNet call (default 2)\n"
+            "      --tile-blend B      uniform (MultiDiffusion) or gaussian (Mixture of Diffusers;\n"
+            "                          default)\n"
+            "      --hires auto|on|off two passes for text-to-image: the native size first, then the\n"
+            "                          upscaled latent refined by tiled img2img (auto: on when the\n"
+            "                          canvas has over twice the native area); see docs/highres.md\n"
+            "      --hires-strength S  refinement denoise (default 0.6)\n"
+            "      --hires-size WxH    first pass size (default: native area, canvas aspect)\n"
+            "      --skip-residual A   DemoFusion skip residual exponent (default 3; 0 = off)\n"
+            "      --region \"X,Y,W,H:PROMPT\"\n"
+            "                          a prompt for a rectangle (pixels, or fractions of the canvas\n"
+            "                          when all four are at most 1); repeatable\n"
+            "      --region-mask \"FILE:PROMPT\"\n"
+            "                          a prompt where the mask image is white; repeatable\n"
+            "      --vae-tile N        VAE tile side in latent pixels (default 64 once the image\n"
+            "                          exceeds 1024x1024; 0 = untiled); exact, seam-free\n"
             "output:\n"
             "  -o, --output OUT        .png or .jpg; with --batch-count N > 1: OUT-1.png ... OUT-N.png\n"
             "      --threads N         worker threads (default: every core)\n\n"
@@ -72,12 +93,24 @@ static void generate_usage(FILE *f)
             "copied from the input unchanged.  The mask must have the image's size.\n");
 }
 
+#define MAX_REGIONS 16
+
+/* A --region or --region-mask: a rectangle (fractions when frac) or a mask file. */
+typedef struct {
+    double x, y, w, h;
+    int frac;
+    const char *mask_file, *prompt;
+} region_arg;
+
 typedef struct {
     ts_sd_files files;
-    const char *prompt, *negative, *out, *init_image, *mask, *sampler, *scheduler;
+    const char *prompt, *negative, *out, *init_image, *mask, *sampler, *scheduler, *hires;
     int width, height, steps, batch, clip_skip, threads, instruct, has_seed;
-    double cfg, strength, mask_blur, image_cfg;
+    int tile, tile_overlap, tile_batch, vae_tile, hires_w, hires_h, region_count;
+    ts_tile_blend tile_blend;
+    double cfg, strength, mask_blur, image_cfg, hires_strength, skip_residual;
     uint64_t seed;
+    region_arg regions[MAX_REGIONS];
 } gen_args;
 
 static int bad_value(const char *flag, const char *val)
@@ -118,10 +151,75 @@ static int parse_seed(const char *s, uint64_t *out)
     return 0;
 }
 
+/* "X,Y,W,H:PROMPT" or, for a mask, "FILE:PROMPT". */
+static int parse_region(gen_args *a, const char *val, int is_mask)
+{
+    if (a->region_count == MAX_REGIONS) {
+        fprintf(stderr, "tessera generate: at most %d regions\n", MAX_REGIONS);
+        return -1;
+    }
+    const char *colon = strchr(val, ':');
+    if (!colon || colon == val || !colon[1])
+        return -1;
+    region_arg *g = &a->regions[a->region_count];
+    *g = (region_arg){.prompt = colon + 1};
+    if (is_mask) {
+        char *file = strndup(val, (size_t)(colon - val));
+        if (!file)
+            return -1;
+        g->mask_file = file; /* lives as long as the process */
+    } else {
+        char tail;
+        if (sscanf(val, "%lf,%lf,%lf,%lf%c", &g->x, &g->y, &g->w, &g->h, &tail) != 5 || tail != ':' ||
+            g->x < 0 || g->y < 0 || !(g->w > 0) || !(g->h > 0))
+            return -1;
+        g->frac = g->x <= 1 && g->y <= 1 && g->w <= 1 && g->h <= 1;
+    }
+    a->region_count++;
+    return 0;
+}
+
+static int parse_size(const char *val, int *w, int *h)
+{
+    char tail;
+    return sscanf(val, "%dx%d%c", w, h, &tail) == 2 && *w > 0 && *h > 0 ? 0 : -1;
+}
+
+/* The high-resolution options; returns 1 when arg is not one of them. */
+static int set_highres_option(gen_args *a, const char *arg, const char *val, int *bad)
+{
+    if (!strcmp(arg, "--tile"))
+        *bad = parse_int(val, 0, 1 << 16, &a->tile);
+    else if (!strcmp(arg, "--tile-overlap"))
+        *bad = parse_int(val, 0, 1 << 16, &a->tile_overlap);
+    else if (!strcmp(arg, "--tile-batch"))
+        *bad = parse_int(val, 1, 64, &a->tile_batch);
+    else if (!strcmp(arg, "--tile-blend"))
+        *bad = ts_tile_blend_from_name(val, &a->tile_blend) ? -1 : 0;
+    else if (!strcmp(arg, "--vae-tile"))
+        *bad = parse_int(val, 0, 1 << 16, &a->vae_tile);
+    else if (!strcmp(arg, "--hires")) {
+        a->hires = val;
+        *bad = strcmp(val, "auto") && strcmp(val, "on") && strcmp(val, "off");
+    } else if (!strcmp(arg, "--hires-strength"))
+        *bad = parse_double(val, 1e-6, 1.0, &a->hires_strength);
+    else if (!strcmp(arg, "--hires-size"))
+        *bad = parse_size(val, &a->hires_w, &a->hires_h);
+    else if (!strcmp(arg, "--skip-residual"))
+        *bad = parse_double(val, 0.0, 100.0, &a->skip_residual);
+    else if (!strcmp(arg, "--region") || !strcmp(arg, "--region-mask"))
+        *bad = parse_region(a, val, !strcmp(arg, "--region-mask"));
+    else
+        return 1;
+    return 0;
+}
+
 /* One valued option (known to parse_args' list); returns 0, or 2 for a bad value. */
 static int set_option(gen_args *a, const char *arg, const char *val)
 {
     int bad = 0;
+    if (!set_highres_option(a, arg, val, &bad))
+        return bad ? bad_value(arg, val) : 0;
     if (!strcmp(arg, "-m") || !strcmp(arg, "--model"))
         a->files.model = val;
     else if (!strcmp(arg, "--vae"))
@@ -183,7 +281,9 @@ static int set_option(gen_args *a, const char *arg, const char *val)
 static int parse_args(int argc, char **argv, gen_args *a)
 {
     *a = (gen_args){.negative = "", .sampler = "dpmpp_2m", .scheduler = "karras", .steps = 20, .batch = 1,
-                    .cfg = -1, .strength = -1, .mask_blur = 4, .image_cfg = 1.5};
+                    .cfg = -1, .strength = -1, .mask_blur = 4, .image_cfg = 1.5, .hires = "auto",
+                    .tile = -1, .tile_overlap = -1, .tile_batch = 2, .tile_blend = TS_TILE_BLEND_GAUSSIAN,
+                    .vae_tile = -1, .hires_strength = 0.6, .skip_residual = 3};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
@@ -202,7 +302,9 @@ static int parse_args(int argc, char **argv, gen_args *a)
             "-m", "--model", "--vae", "--clip-l", "--clip-g", "--prediction", "--unet-heads", "--clip-heads",
             "-p", "--prompt", "-n", "--negative-prompt", "--clip-skip", "-W", "--width", "-H", "--height",
             "--steps", "--cfg", "--sampler", "--scheduler", "--seed", "--batch-count", "--init-image",
-            "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads"};
+            "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads", "--tile",
+            "--tile-overlap", "--tile-batch", "--tile-blend", "--vae-tile", "--hires", "--hires-strength",
+            "--hires-size", "--skip-residual", "--region", "--region-mask"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             known |= !strcmp(arg, valued[k]);
@@ -353,15 +455,25 @@ static void output_path(const char *out, int index, int count, char *buf, size_t
     snprintf(buf, size, "%.*s-%d%s", (int)(dot - out), out, index + 1, dot);
 }
 
-static char *infotext(const gen_args *a, const ts_sd_request *r, uint64_t seed)
+static char *infotext(const gen_args *a, const ts_sd_request *r, const ts_sd_highres *highres, uint64_t seed)
 {
     const char *model = strrchr(a->files.model, '/');
     char blur[32], icfg[32], skip[16];
     snprintf(blur, sizeof blur, "%g", a->mask_blur);
     snprintf(icfg, sizeof icfg, "%g", r->image_cfg);
     snprintf(skip, sizeof skip, "%d", a->clip_skip);
-    ts_infotext_pair extra[3];
+    char tiling[64], hires[64];
+    ts_infotext_pair extra[6];
     int n = 0;
+    if (r->tiling.size > 0) {
+        snprintf(tiling, sizeof tiling, "%d/%d %s", r->tiling.size, r->tiling.overlap,
+                 ts_tile_blend_name(r->tiling.blend));
+        extra[n++] = (ts_infotext_pair){"Tiled diffusion", tiling};
+    }
+    if (highres) {
+        snprintf(hires, sizeof hires, "%g, skip residual %g", highres->strength, highres->skip_residual);
+        extra[n++] = (ts_infotext_pair){"Hires strength", hires};
+    }
     if (r->mode == TS_SD_INPAINT)
         extra[n++] = (ts_infotext_pair){"Mask blur", blur};
     if (r->mode == TS_SD_INSTRUCT)
@@ -403,7 +515,86 @@ typedef struct {
     ts_image in;
     float *image, *mask, *pixels;
     ts_arena *arena;
+    ts_vae_tiling vae_tiling;
+    ts_sd_highres highres;
+    int use_highres;
+    float *region_masks; /* [region_count, H, W] */
+    ts_sd_region regions[MAX_REGIONS];
+    ts_sd_prompts region_prompts[MAX_REGIONS];
 } gen_state;
+
+/* Region weight planes at the canvas's size: rectangles, or mask images resized. */
+static int build_region_masks(const gen_args *a, gen_state *s)
+{
+    int W = s->req.width, H = s->req.height;
+    size_t plane = (size_t)W * H;
+    s->region_masks = calloc((size_t)a->region_count * plane, sizeof(float));
+    if (!s->region_masks)
+        return ts_fail(TS_ERR_NOMEM, "out of memory for %d region masks", a->region_count);
+    for (int k = 0; k < a->region_count; k++) {
+        const region_arg *g = &a->regions[k];
+        float *m = s->region_masks + (size_t)k * plane;
+        s->regions[k].mask = m;
+        if (g->mask_file) {
+            ts_image raw = {0}, gray = {0};
+            int rc = ts_image_read(g->mask_file, &raw);
+            rc = rc ? rc : ts_image_convert(&raw, 1, 8, &gray);
+            float *src = rc ? NULL : malloc(sizeof *src * (size_t)gray.width * gray.height);
+            if (rc == 0 && !src)
+                rc = ts_fail(TS_ERR_NOMEM, "out of memory");
+            if (rc == 0) {
+                ts_image_to_planar(&gray, TS_RANGE_UNIT, src);
+                ts_resize_bilinear(src, gray.height, gray.width, m, H, W);
+            }
+            free(src);
+            ts_image_free(&raw);
+            ts_image_free(&gray);
+            if (rc)
+                return rc;
+            continue;
+        }
+        double sx = g->frac ? W : 1, sy = g->frac ? H : 1;
+        int x0 = (int)lround(g->x * sx), y0 = (int)lround(g->y * sy);
+        int x1 = (int)lround((g->x + g->w) * sx), y1 = (int)lround((g->y + g->h) * sy);
+        x1 = x1 > W ? W : x1;
+        y1 = y1 > H ? H : y1;
+        if (x0 >= x1 || y0 >= y1)
+            return ts_fail(TS_ERR_ARG, "region %d (%g,%g,%g,%g) lies outside the %dx%d canvas", k + 1, g->x, g->y,
+                           g->w, g->h, W, H);
+        for (int y = y0; y < y1; y++)
+            for (int x = x0; x < x1; x++)
+                m[(size_t)y * W + x] = 1.0f;
+    }
+    return 0;
+}
+
+/* Tiles, VAE tiles and the two-pass mode, from the flags or the canvas size. */
+static int configure_highres(const gen_args *a, gen_state *s)
+{
+    ts_sd_request *r = &s->req;
+    const ts_sd_model *m = s->model;
+    int native = m->native_size, beyond = r->width > native || r->height > native;
+    int tile = a->tile >= 0 ? a->tile : beyond ? native / 8 : 0;
+    if (tile > 0)
+        r->tiling = (ts_tile_config){tile, a->tile_overlap >= 0 ? a->tile_overlap : tile / 4, a->tile_batch,
+                                     a->tile_blend};
+    int vae_tile = a->vae_tile >= 0 ? a->vae_tile : (long)r->width * r->height > 1024L * 1024 ? 64 : 0;
+    if (vae_tile > 0) {
+        s->vae_tiling = (ts_vae_tiling){.tile = vae_tile};
+        r->vae_tiling = &s->vae_tiling;
+    }
+    s->highres = ts_sd_highres_default();
+    s->highres.strength = a->hires_strength;
+    s->highres.skip_residual = a->skip_residual;
+    s->highres.width = a->hires_w;
+    s->highres.height = a->hires_h;
+    long area = (long)r->width * r->height, native_area = (long)native * native;
+    s->use_highres = r->mode == TS_SD_TXT2IMG &&
+                     (!strcmp(a->hires, "on") || (!strcmp(a->hires, "auto") && area > 2 * native_area));
+    if (!strcmp(a->hires, "on") && r->mode != TS_SD_TXT2IMG)
+        return ts_fail(TS_ERR_ARG, "--hires on is for text-to-image (no --init-image)");
+    return a->region_count ? build_region_masks(a, s) : 0;
+}
 
 /* Everything from the arguments that does not need the prompts: model, images, request. */
 static int prepare(const gen_args *a, gen_state *s)
@@ -440,6 +631,7 @@ static int prepare(const gen_args *a, gen_state *s)
         rc = load_mask(a->mask, &s->in, a->mask_blur, &s->mask);
         r->mask = s->mask;
     }
+    rc = rc ? rc : configure_highres(a, s);
     if (rc == 0) {
         s->pixels = malloc((size_t)3 * r->width * r->height * sizeof *s->pixels);
         /* Address space only: pages are committed as a step touches them. */
@@ -460,7 +652,7 @@ static int write_image(const gen_args *a, gen_state *s, int index, uint64_t seed
         return rc;
     if (r->mode == TS_SD_INPAINT)
         compose(&out, &s->in, s->mask);
-    char *text = infotext(a, r, seed);
+    char *text = infotext(a, r, s->use_highres ? &s->highres : NULL, seed);
     output_path(a->out, index, a->batch, path, sizeof path);
     ts_image_write_opts opts = {.parameters = text};
     rc = text ? ts_image_write(path, &out, &opts) : TS_ERR_NOMEM;
@@ -485,6 +677,12 @@ static int run(const gen_args *a)
         fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
     }
     progress_bar bar = {.images = a->batch, .tty = isatty(STDERR_FILENO)};
+    for (int k = 0; rc == 0 && k < a->region_count; k++) {
+        rc = ts_sd_encode_prompts(s.model, a->regions[k].prompt, a->negative, a->clip_skip, &s.region_prompts[k]);
+        s.regions[k].cond = s.region_prompts[k].cond;
+    }
+    s.req.regions = s.regions;
+    s.req.region_count = a->region_count;
     s.req.cond = prompts.cond;
     s.req.uncond = prompts.uncond;
     s.req.progress = draw_progress;
@@ -493,10 +691,14 @@ static int run(const gen_args *a)
         s.req.seed = seed + (uint64_t)i;
         bar.image = i;
         bar.start = now();
-        rc = ts_sd_generate(s.model, &s.req, s.arena, s.pixels);
+        rc = s.use_highres ? ts_sd_generate_highres(s.model, &s.req, &s.highres, s.arena, s.pixels)
+                           : ts_sd_generate(s.model, &s.req, s.arena, s.pixels);
         rc = rc ? rc : write_image(a, &s, i, s.req.seed);
     }
     ts_sd_prompts_free(&prompts);
+    for (int k = 0; k < a->region_count; k++)
+        ts_sd_prompts_free(&s.region_prompts[k]);
+    free(s.region_masks);
     ts_arena_destroy(s.arena);
     free(s.pixels);
     free(s.image);
@@ -513,7 +715,10 @@ int cmd_generate(int argc, char **argv)
     if (status)
         return status < 0 ? 0 : status;
     ts_threads_set(a.threads);
-    if (run(&a) < 0) {
+    int rc = run(&a);
+    for (int k = 0; k < a.region_count; k++)
+        free((char *)a.regions[k].mask_file);
+    if (rc < 0) {
         fprintf(stderr, "tessera generate: %s\n", ts_error_message());
         return 1;
     }

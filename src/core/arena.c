@@ -16,6 +16,8 @@ struct ts_arena {
     size_t capacity;
     size_t used;
     size_t peak;
+    size_t touched; /* end of the pages possibly resident above used */
+    int hold_pages;
 };
 
 ts_arena *ts_arena_create(size_t capacity)
@@ -78,15 +80,25 @@ size_t ts_arena_mark(const ts_arena *a) { return a->used; }
 
 void ts_arena_reset(ts_arena *a, size_t mark)
 {
-    if (mark >= a->used)
+    if (mark > a->used)
+        return;
+    if (a->used > a->touched)
+        a->touched = a->used;
+    a->used = mark;
+    if (a->hold_pages || a->touched <= mark)
         return;
     /* Give whole pages above the mark back, so a later smaller step does not keep them resident. */
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t first = (mark + page - 1) / page * page;
-    size_t last = (a->used + page - 1) / page * page;
+    size_t last = (a->touched + page - 1) / page * page;
     if (last > first)
         madvise(a->base + first, last - first, MADV_DONTNEED);
-    a->used = mark;
+    a->touched = mark;
+}
+
+void ts_arena_hold_pages(ts_arena *a, int hold)
+{
+    a->hold_pages = hold;
 }
 
 ts_tensor ts_arena_keep(ts_arena *a, size_t mark, ts_tensor t)

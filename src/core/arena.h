@@ -28,6 +28,10 @@ ts_tensor ts_arena_tensor(ts_arena *a, int ndim, const int64_t *shape);
 size_t ts_arena_mark(const ts_arena *a);
 /* Frees everything allocated after `mark`; pages above `mark` are returned to the OS. */
 void ts_arena_reset(ts_arena *a, size_t mark);
+/* While held, resets keep the pages they free resident, for a loop that fills the
+ * same space again and again (tiles of one step); the next reset after releasing
+ * the hold gives them all back. */
+void ts_arena_hold_pages(ts_arena *a, int hold);
 
 /* Moves tensor t (allocated after `mark`) down to `mark` and frees everything above it:
  * the step that lets a chain of layers overwrite its input, so a forward pass holds

@@ -14,26 +14,46 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "pipeline/tiles.h"
 #include "sample/rng.h"
 
 #define MAX_BRANCHES 3
 
-/* The denoiser the sampler sees: guidance over a batched UNet call, plus the
- * inpainting blend when a latent mask is set. */
+/* A prompt the text-conditioned branch is evaluated with: the main prompt, weighted
+ * wherever no region claims the pixel, or a region's prompt weighted by its mask. */
+typedef struct {
+    const ts_sd_cond *cond;
+    const float *weight; /* latent plane [h, w]; NULL = 1 everywhere */
+} prompt_layer;
+
+/* One network evaluation of a batch: a tile, in one guidance branch, with one prompt. */
+typedef struct {
+    int tile, branch, layer;
+} work_item;
+
+/* The denoiser the sampler sees: guidance over batched UNet calls on the canvas's
+ * tiles (one tile when the canvas is within the tile size), regional prompts in the
+ * text-conditioned branch, plus the inpainting blend when a latent mask is set. */
 typedef struct {
     const ts_sd_model *m;
     const ts_sd_request *r;
     ts_arena *arena;
     int branches, h, w, extra_channels;
     size_t n;             /* 4 * h * w */
-    ts_tensor context;    /* [branches, T, D] */
-    float *y;             /* [branches, adm] or NULL */
+    const ts_sd_cond *branch_cond[MAX_BRANCHES];
+    prompt_layer *layers; /* layers[0]: the main prompt, then one per region */
+    int layer_count;
+    float *layer_weights; /* [layer_count, h, w] when there are regions */
+    ts_tile_plan plan;
+    int tile_batch;
+    work_item *items;     /* [tile_batch * (branches + regions)] scratch */
     float *extra;         /* [branches, extra_channels, h, w] or NULL */
     const float *mask;    /* latent mask [h, w] (blending) or NULL */
     const float *init;    /* init latent, model space [n] */
     const float *noise;   /* initial noise [n] */
     float *x_in;          /* scratch [n] */
-    float *preds;         /* scratch [branches, n] */
+    float *preds;         /* blended network outputs [branches, n] */
+    float *wsum;          /* blend weights [branches, h, w] */
 } sd_denoiser;
 
 static void probe(const ts_sd_request *r, const char *name, int step, float *data, int ndim, const int64_t *shape)
@@ -60,34 +80,98 @@ static void blend_input(const sd_denoiser *d, const float *x, double sigma, floa
     }
 }
 
-static int run_unet(sd_denoiser *d, const float *x, double sigma, float *preds)
+static const ts_sd_cond *item_cond(const sd_denoiser *d, const work_item *it)
+{
+    return it->branch == 0 ? d->layers[it->layer].cond : d->branch_cond[it->branch];
+}
+
+/* Runs the UNet on a batch of work items and accumulates each output into its
+ * branch's blend. */
+static int run_items(sd_denoiser *d, const work_item *items, int count, const float *x, double sigma)
 {
     const ts_sd_model *m = d->m;
-    int cin = 4 + d->extra_channels;
-    size_t plane = (size_t)d->h * d->w, mark = ts_arena_mark(d->arena);
-    ts_tensor in = ts_arena_tensor(d->arena, 4, (int64_t[]){d->branches, cin, d->h, d->w});
-    if (!in.data)
-        return TS_ERR_NOMEM;
-    double c_in = ts_pred_c_in(m->prediction, sigma);
-    for (int b = 0; b < d->branches; b++) {
-        float *dst = in.data + (size_t)b * cin * plane;
-        for (size_t i = 0; i < d->n; i++)
-            dst[i] = (float)(c_in * x[i]);
-        if (d->extra)
-            memcpy(dst + d->n, d->extra + (size_t)b * d->extra_channels * plane,
-                   (size_t)d->extra_channels * plane * sizeof(float));
+    const ts_tile_plan *p = &d->plan;
+    int cin = 4 + d->extra_channels, adm = ts_unet_adm_channels(m->unet);
+    size_t tile_plane = (size_t)p->th * p->tw, plane = (size_t)d->h * d->w, mark = ts_arena_mark(d->arena);
+    int64_t tokens = item_cond(d, &items[0])->context.shape[1], dim = item_cond(d, &items[0])->context.shape[2];
+    size_t row = (size_t)(tokens * dim);
+    ts_tensor in = ts_arena_tensor(d->arena, 4, (int64_t[]){count, cin, p->th, p->tw});
+    ts_tensor context = ts_arena_tensor(d->arena, 3, (int64_t[]){count, tokens, dim});
+    ts_tensor y = ts_arena_tensor(d->arena, 2, (int64_t[]){count, adm ? adm : 1});
+    float *ts = ts_arena_alloc(d->arena, (size_t)count * sizeof *ts);
+    if (!in.data || !context.data || !y.data || !ts) {
+        ts_arena_reset(d->arena, mark);
+        return ts_fail(TS_ERR_NOMEM, "out of memory for a batch of %d tiles", count);
     }
-    float t = (float)ts_noise_timestep(&m->schedule, sigma), ts[MAX_BRANCHES];
-    for (int b = 0; b < d->branches; b++)
-        ts[b] = t;
+    double c_in = ts_pred_c_in(m->prediction, sigma);
+    float t = (float)ts_noise_timestep(&m->schedule, sigma);
     probe(d->r, "timestep", -1, &t, 1, (int64_t[]){1});
-    ts_tensor y = ts_tensor_view(d->y, 2, (int64_t[]){d->branches, ts_unet_adm_channels(m->unet)});
-    ts_unet_inputs ui = {.x = &in, .timesteps = ts, .context = &d->context, .y = d->y ? &y : NULL};
+    for (int k = 0; k < count; k++) {
+        const work_item *it = &items[k];
+        const ts_tile *o = &p->tiles[it->tile];
+        const ts_sd_cond *c = item_cond(d, it);
+        float *dst = in.data + (size_t)k * cin * tile_plane;
+        ts_tile_crop(p, it->tile, x, 4, dst);
+        for (size_t i = 0; i < 4 * tile_plane; i++)
+            dst[i] = (float)(c_in * dst[i]);
+        if (d->extra)
+            ts_tile_crop(p, it->tile, d->extra + (size_t)it->branch * d->extra_channels * plane, d->extra_channels,
+                         dst + 4 * tile_plane);
+        memcpy(context.data + k * row, c->context.data, row * sizeof(float));
+        /* SDXL's micro-conditioning for a crop of the canvas: the original is the
+         * whole canvas, the crop starts at the tile, the target is the tile. */
+        int64_t sizes[6] = {d->r->height, d->r->width, 8 * o->y, 8 * o->x, 8 * p->th, 8 * p->tw};
+        if (adm)
+            ts_sdxl_vector(c->pooled, 1, c->pooled_dim, sizes, y.data + (size_t)k * adm);
+        ts[k] = t;
+    }
+    ts_unet_inputs ui = {.x = &in, .timesteps = ts, .context = &context, .y = adm ? &y : NULL};
     ts_tensor out;
     int rc = ts_unet_forward(m->unet, &ui, d->arena, &out);
-    if (rc == 0)
-        memcpy(preds, out.data, (size_t)d->branches * d->n * sizeof(float));
+    for (int k = 0; rc == 0 && k < count; k++) {
+        const work_item *it = &items[k];
+        const float *weight = it->branch == 0 ? d->layers[it->layer].weight : NULL;
+        ts_tile_accumulate(p, it->tile, out.data + (size_t)k * 4 * tile_plane, 4, weight,
+                           d->preds + (size_t)it->branch * d->n, d->wsum + (size_t)it->branch * plane);
+    }
     ts_arena_reset(d->arena, mark);
+    return rc;
+}
+
+/* Every branch's network output over the whole canvas, blended from the tiles:
+ * work items go to the UNet in batches of up to tile_batch tiles, a batch ending
+ * early where the prompt length changes (the context must be one tensor). */
+static int run_canvas(sd_denoiser *d, const float *x, double sigma)
+{
+    size_t plane = (size_t)d->h * d->w;
+    memset(d->preds, 0, (size_t)d->branches * d->n * sizeof *d->preds);
+    memset(d->wsum, 0, (size_t)d->branches * plane * sizeof *d->wsum);
+    int count = 0, tiles_in_batch = 0, rc = 0;
+    size_t mark = ts_arena_mark(d->arena);
+    ts_arena_hold_pages(d->arena, 1);
+    for (int t = 0; rc == 0 && t < d->plan.count; t++) {
+        for (int l = 0; l < d->layer_count; l++) {
+            const float *wt = d->layers[l].weight;
+            if (wt && !ts_tile_touches(&d->plan, t, wt))
+                continue;
+            for (int b = 0; b < (l == 0 ? d->branches : 1); b++) {
+                work_item it = {t, b, l};
+                if (count && item_cond(d, &it)->context.shape[1] != item_cond(d, &d->items[0])->context.shape[1]) {
+                    rc = run_items(d, d->items, count, x, sigma);
+                    count = tiles_in_batch = 0;
+                }
+                d->items[count++] = it;
+            }
+        }
+        if (++tiles_in_batch == d->tile_batch || t == d->plan.count - 1) {
+            rc = rc ? rc : run_items(d, d->items, count, x, sigma);
+            count = tiles_in_batch = 0;
+        }
+    }
+    ts_arena_hold_pages(d->arena, 0);
+    ts_arena_reset(d->arena, mark);
+    for (int b = 0; rc == 0 && b < d->branches; b++)
+        ts_tile_normalize(d->preds + (size_t)b * d->n, d->wsum + (size_t)b * plane, 4, plane);
     return rc;
 }
 
@@ -100,7 +184,7 @@ static int sd_denoise(void *user, const float *x, size_t n, double sigma, float 
         blend_input(d, x, sigma, d->x_in);
         x = d->x_in;
     }
-    int rc = run_unet(d, x, sigma, d->preds);
+    int rc = run_canvas(d, x, sigma);
     if (rc)
         return rc;
     float *p[MAX_BRANCHES];
@@ -127,6 +211,8 @@ static int sd_denoise(void *user, const float *x, size_t n, double sigma, float 
 typedef struct {
     sd_denoiser *d;
     int steps;
+    const float *sigmas;
+    float *scratch; /* [n] */
 } step_ctx;
 
 static int on_step(void *user, int i, int steps, double sigma, const float *x, const float *denoised)
@@ -195,15 +281,16 @@ int ts_blur_plane(float *plane, int h, int w, double sigma)
 }
 
 /* The posterior mean of the VAE encoder (VAE space) into mean [4, h, w]. */
-static int encode_mean(const ts_sd_model *m, const float *image, int width, int height, ts_arena *arena, float *mean)
+static int encode_mean(const ts_sd_model *m, const ts_sd_request *r, const float *image, ts_arena *arena, float *mean)
 {
     if (!m->vae.has_encoder)
         return ts_fail(TS_ERR_MODEL, "the VAE has no encoder; img2img, inpainting and editing need one");
     size_t mark = ts_arena_mark(arena);
-    ts_tensor in = ts_tensor_view((float *)image, 4, (int64_t[]){1, 3, height, width}), moments;
-    int rc = ts_vae_encode(&m->vae, &in, arena, &moments);
+    ts_tensor in = ts_tensor_view((float *)image, 4, (int64_t[]){1, 3, r->height, r->width}), moments;
+    int rc = r->vae_tiling ? ts_vae_encode_tiled(&m->vae, &in, r->vae_tiling, arena, &moments)
+                           : ts_vae_encode(&m->vae, &in, arena, &moments);
     if (rc == 0)
-        memcpy(mean, moments.data, (size_t)4 * (height / 8) * (width / 8) * sizeof(float));
+        memcpy(mean, moments.data, (size_t)4 * (r->height / 8) * (r->width / 8) * sizeof(float));
     ts_arena_reset(arena, mark);
     return rc;
 }
@@ -227,6 +314,22 @@ int ts_sd_check_mode(const ts_sd_model *m, ts_sd_mode mode)
     return 0;
 }
 
+/* A conditioning the UNet can take; the negative prompt's must have the prompt's
+ * length, since both go through one UNet batch. */
+static int check_cond(const ts_sd_model *m, const ts_sd_cond *c, int64_t prompt_tokens, int negative)
+{
+    const ts_tensor *t = &c->context;
+    int adm = ts_unet_adm_channels(m->unet);
+    if (!t->data || t->ndim != 3 || t->shape[0] != 1 || t->shape[2] != ts_unet_context_dim(m->unet))
+        return ts_fail(TS_ERR_ARG, "conditioning must be [1, T, %d]", ts_unet_context_dim(m->unet));
+    if (negative && t->shape[1] != prompt_tokens)
+        return ts_fail(TS_ERR_ARG, "prompt and negative prompt conditionings differ in length (%lld, %lld)",
+                       (long long)prompt_tokens, (long long)t->shape[1]);
+    if (adm && (!c->pooled || c->pooled_dim + 6 * TS_SDXL_SIZE_EMBED != adm))
+        return ts_fail(TS_ERR_ARG, "SDXL needs a pooled text embedding of %d values", adm - 6 * TS_SDXL_SIZE_EMBED);
+    return 0;
+}
+
 static int check_request(const ts_sd_model *m, const ts_sd_request *r)
 {
     int mult = m->size_multiple;
@@ -235,8 +338,10 @@ static int check_request(const ts_sd_model *m, const ts_sd_request *r)
                        r->width, r->height, mult);
     if (r->steps < 1)
         return ts_fail(TS_ERR_ARG, "steps must be at least 1");
-    if (r->mode != TS_SD_TXT2IMG && !r->image)
+    if (r->mode != TS_SD_TXT2IMG && !r->image && !(r->mode == TS_SD_IMG2IMG && r->init_latent))
         return ts_fail(TS_ERR_ARG, "this mode needs an input image");
+    if (r->skip_residual < 0 || (r->skip_residual > 0 && !r->init_latent))
+        return ts_fail(TS_ERR_ARG, "the skip residual needs an init latent and a positive exponent");
     if (r->mode == TS_SD_INPAINT && !r->mask)
         return ts_fail(TS_ERR_ARG, "inpainting needs a mask");
     if ((r->mode == TS_SD_IMG2IMG || r->mode == TS_SD_INPAINT) && !(r->strength > 0 && r->strength <= 1))
@@ -244,43 +349,72 @@ static int check_request(const ts_sd_model *m, const ts_sd_request *r)
     int rc = ts_sd_check_mode(m, r->mode);
     if (rc)
         return rc;
-    const ts_sd_cond *c[2] = {&r->cond, &r->uncond};
-    int need_uncond = r->cfg != 1.0 || r->mode == TS_SD_INSTRUCT, adm = ts_unet_adm_channels(m->unet);
-    for (int i = 0; i < 1 + need_uncond; i++) {
-        const ts_tensor *t = &c[i]->context;
-        if (!t->data || t->ndim != 3 || t->shape[0] != 1 || t->shape[2] != ts_unet_context_dim(m->unet))
-            return ts_fail(TS_ERR_ARG, "conditioning must be [1, T, %d]", ts_unet_context_dim(m->unet));
-        if (t->shape[1] != c[0]->context.shape[1])
-            return ts_fail(TS_ERR_ARG, "prompt and negative prompt conditionings differ in length (%lld, %lld)",
-                           (long long)c[0]->context.shape[1], (long long)t->shape[1]);
-        if (adm && (!c[i]->pooled || c[i]->pooled_dim + 6 * TS_SDXL_SIZE_EMBED != adm))
-            return ts_fail(TS_ERR_ARG, "SDXL needs a pooled text embedding of %d values", adm - 6 * TS_SDXL_SIZE_EMBED);
+    if (r->region_count < 0 || (r->region_count && !r->regions))
+        return ts_fail(TS_ERR_ARG, "bad region list");
+    int need_uncond = r->cfg != 1.0 || r->mode == TS_SD_INSTRUCT;
+    for (int i = -1 - need_uncond; i < r->region_count; i++) {
+        const ts_sd_cond *c = i == -2 ? &r->uncond : i == -1 ? &r->cond : &r->regions[i].cond;
+        if (i >= 0 && !r->regions[i].mask)
+            return ts_fail(TS_ERR_ARG, "region %d has no mask", i + 1);
+        rc = check_cond(m, c, r->cond.context.shape[1], i == -2);
+        if (rc)
+            return rc;
     }
     return 0;
 }
 
-/* Stacks the branch conditionings: contexts, SDXL vectors, extra input channels. */
-static int build_branches(sd_denoiser *d, const ts_sd_cond *const *conds)
+/* Prompt layers and their weight planes: a region's weight is its mask at latent
+ * resolution; the main prompt keeps what the regions leave, 1 - min(1, sum). */
+static int build_layers(sd_denoiser *d)
 {
     const ts_sd_request *r = d->r;
-    int64_t tokens = conds[0]->context.shape[1], dim = conds[0]->context.shape[2];
-    size_t row = (size_t)(tokens * dim);
-    d->context = ts_tensor_view(malloc((size_t)d->branches * row * sizeof(float)), 3,
-                                (int64_t[]){d->branches, tokens, dim});
-    if (!d->context.data)
+    size_t plane = (size_t)d->h * d->w;
+    d->layer_count = 1 + r->region_count;
+    d->layers = calloc((size_t)d->layer_count, sizeof *d->layers);
+    if (!d->layers)
         return ts_fail(TS_ERR_NOMEM, "out of memory");
-    for (int b = 0; b < d->branches; b++)
-        memcpy(d->context.data + b * row, conds[b]->context.data, row * sizeof(float));
-    int adm = ts_unet_adm_channels(d->m->unet);
-    if (adm) {
-        d->y = malloc((size_t)d->branches * adm * sizeof(float));
-        if (!d->y)
-            return ts_fail(TS_ERR_NOMEM, "out of memory");
-        /* Original size = target size = the output, no crop: what a plain generation asks for. */
-        int64_t sizes[6] = {r->height, r->width, 0, 0, r->height, r->width};
-        for (int b = 0; b < d->branches; b++)
-            ts_sdxl_vector(conds[b]->pooled, 1, conds[b]->pooled_dim, sizes, d->y + (size_t)b * adm);
+    d->layers[0].cond = &r->cond;
+    if (!r->region_count)
+        return 0;
+    d->layer_weights = calloc((size_t)d->layer_count * plane, sizeof(float));
+    if (!d->layer_weights)
+        return ts_fail(TS_ERR_NOMEM, "out of memory for %d region masks", r->region_count);
+    float *main_weight = d->layer_weights;
+    for (size_t i = 0; i < plane; i++)
+        main_weight[i] = 1.0f;
+    for (int k = 0; k < r->region_count; k++) {
+        float *wt = d->layer_weights + (size_t)(k + 1) * plane;
+        ts_resize_bilinear(r->regions[k].mask, r->height, r->width, wt, d->h, d->w);
+        for (size_t i = 0; i < plane; i++)
+            main_weight[i] -= wt[i];
+        d->layers[k + 1] = (prompt_layer){&r->regions[k].cond, wt};
     }
+    for (size_t i = 0; i < plane; i++)
+        main_weight[i] = main_weight[i] < 0 ? 0 : main_weight[i];
+    d->layers[0].weight = main_weight;
+    return 0;
+}
+
+/* The tile plan (one tile of the whole canvas when untiled) and the blend buffers. */
+static int build_tiling(sd_denoiser *d)
+{
+    const ts_sd_request *r = d->r;
+    ts_tile_config tc = r->tiling;
+    int align = d->m->size_multiple / 8;
+    if (tc.size <= 0) {
+        tc.size = d->h > d->w ? d->h : d->w;
+        tc.overlap = 0;
+        tc.batch = 1;
+    }
+    int rc = ts_tile_plan_init(&d->plan, d->h, d->w, &tc, align);
+    if (rc)
+        return rc;
+    d->tile_batch = tc.batch;
+    d->items = malloc((size_t)tc.batch * (d->branches + r->region_count) * sizeof *d->items);
+    d->preds = malloc((size_t)d->branches * d->n * sizeof *d->preds);
+    d->wsum = malloc((size_t)d->branches * d->n / 4 * sizeof *d->wsum);
+    if (!d->items || !d->preds || !d->wsum)
+        return ts_fail(TS_ERR_NOMEM, "out of memory");
     return 0;
 }
 
@@ -310,7 +444,7 @@ static int build_extra(sd_denoiser *d, const float *image_mean)
         return ts_fail(TS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; r->mask && i < 3 * pixels; i++)
         masked[i] = r->mask[i % pixels] < 0.5f ? r->image[i] : 0.0f;
-    int rc = encode_mean(d->m, masked, r->width, r->height, d->arena, e + plane);
+    int rc = encode_mean(d->m, r, masked, d->arena, e + plane);
     free(masked);
     if (rc)
         return rc;
@@ -333,6 +467,23 @@ static int draw_noise(const ts_sd_request *r, float *noise, size_t n)
     return ts_torch_randn(&g, noise, n);
 }
 
+/* DemoFusion's skip residual: early in the run the sample is pulled towards the
+ * init latent noised to the current level, with a weight decaying as a cosine to 0,
+ * so the global layout of the first pass survives while the tiles add detail. */
+static int between_steps(void *user, int done, int steps, float *x, const float *prev, size_t n)
+{
+    step_ctx *s = user;
+    const sd_denoiser *d = s->d;
+    (void)prev;
+    double c = pow((1 + cos(M_PI * done / steps)) / 2, d->r->skip_residual);
+    if (d->r->skip_residual > 0 && c > 0) {
+        ts_pred_noise_scaling(d->m->prediction, s->sigmas[done], d->noise, d->init, 0, s->scratch, n);
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)(c * s->scratch[i] + (1 - c) * x[i]);
+    }
+    return 0;
+}
+
 /* Samples from the starting point to the final model-space latent x. */
 static int sample(sd_denoiser *d, const float *sigmas, float *x)
 {
@@ -340,7 +491,7 @@ static int sample(sd_denoiser *d, const float *sigmas, float *x)
     ts_mt19937 step_noise;
     /* ComfyUI's CPU step noise: a second generator seeded with seed + 1. */
     ts_mt19937_seed(&step_noise, r->seed + 1);
-    step_ctx sc = {d, r->steps};
+    step_ctx sc = {d, r->steps, sigmas, d->x_in};
     ts_sampler_config cfg = ts_sampler_config_default();
     cfg.denoise = sd_denoise;
     cfg.denoise_user = d;
@@ -348,27 +499,32 @@ static int sample(sd_denoiser *d, const float *sigmas, float *x)
     cfg.noise_user = &step_noise;
     cfg.on_step = on_step;
     cfg.step_user = &sc;
+    cfg.between = between_steps;
+    cfg.between_user = &sc;
     int rc = ts_sample(r->sampler, &cfg, x, d->n, sigmas, r->steps);
     if (rc == 0)
         probe_latent(d, "x", r->steps, x);
     return rc;
 }
 
-static int decode(const ts_sd_model *m, sd_denoiser *d, float *x, float *image)
+int ts_sd_decode(const ts_sd_model *m, const ts_sd_request *r, float *latent, ts_arena *arena, float *image)
 {
-    probe_latent(d, "latent", -1, x);
-    for (size_t i = 0; i < d->n; i++)
-        x[i] = x[i] / m->latent.scale + m->latent.shift;
-    probe_latent(d, "latent_vae", -1, x);
+    int h = r->height / 8, w = r->width / 8;
+    size_t n = (size_t)4 * h * w;
+    probe(r, "latent", -1, latent, 4, (int64_t[]){1, 4, h, w});
+    for (size_t i = 0; i < n; i++)
+        latent[i] = latent[i] / m->latent.scale + m->latent.shift;
+    probe(r, "latent_vae", -1, latent, 4, (int64_t[]){1, 4, h, w});
     /* The UNet's pages are not needed while decoding (they fault back in for the next
      * image): without them the decoder's large activations fit the same budget. */
     ts_st_evict(m->main);
-    size_t mark = ts_arena_mark(d->arena);
-    ts_tensor lat = ts_tensor_view(x, 4, (int64_t[]){1, 4, d->h, d->w}), out;
-    int rc = ts_vae_decode(&m->vae, &lat, d->arena, &out);
+    size_t mark = ts_arena_mark(arena);
+    ts_tensor lat = ts_tensor_view(latent, 4, (int64_t[]){1, 4, h, w}), out;
+    int rc = r->vae_tiling ? ts_vae_decode_tiled(&m->vae, &lat, r->vae_tiling, arena, &out)
+                           : ts_vae_decode(&m->vae, &lat, arena, &out);
     if (rc == 0)
-        memcpy(image, out.data, (size_t)3 * 64 * d->n / 4 * sizeof(float));
-    ts_arena_reset(d->arena, mark);
+        memcpy(image, out.data, (size_t)3 * 64 * n / 4 * sizeof(float));
+    ts_arena_reset(arena, mark);
     return rc;
 }
 
@@ -378,7 +534,11 @@ static int prepare_image(sd_denoiser *d, float *init, float *mask_lat, float *im
     const ts_sd_request *r = d->r;
     if (r->mode == TS_SD_TXT2IMG)
         return build_extra(d, NULL);
-    int rc = encode_mean(d->m, r->image, r->width, r->height, d->arena, image_mean);
+    if (r->init_latent) {
+        memcpy(init, r->init_latent, d->n * sizeof *init);
+        return build_extra(d, NULL);
+    }
+    int rc = encode_mean(d->m, r, r->image, d->arena, image_mean);
     if (rc)
         return rc;
     probe(r, "init_latent", -1, image_mean, 4, (int64_t[]){1, 4, d->h, d->w});
@@ -399,26 +559,27 @@ static int prepare_image(sd_denoiser *d, float *init, float *mask_lat, float *im
     return build_extra(d, image_mean);
 }
 
-int ts_sd_generate(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, float *image)
+int ts_sd_sample(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, float *x)
 {
     int rc = check_request(m, r);
     if (rc)
         return rc;
     sd_denoiser d = {.m = m, .r = r, .arena = arena, .h = r->height / 8, .w = r->width / 8};
     d.n = (size_t)4 * d.h * d.w;
-    const ts_sd_cond *conds[MAX_BRANCHES] = {&r->cond, &r->uncond, &r->uncond};
+    d.branch_cond[0] = &r->cond;
+    d.branch_cond[1] = d.branch_cond[2] = &r->uncond;
     d.branches = r->mode == TS_SD_INSTRUCT ? 3 : r->cfg != 1.0 ? 2 : 1;
     size_t n = d.n;
-    float *x = malloc(n * sizeof *x), *noise = malloc(n * sizeof *noise), *init = calloc(n, sizeof *init);
+    float *noise = malloc(n * sizeof *noise), *init = calloc(n, sizeof *init);
     float *mask_lat = malloc(n / 4 * sizeof *mask_lat), *image_mean = malloc(n * sizeof *image_mean);
     float *sigmas = malloc((size_t)(r->steps + 1) * sizeof *sigmas);
     d.x_in = malloc(n * sizeof *d.x_in);
-    d.preds = malloc((size_t)d.branches * n * sizeof *d.preds);
-    if (!x || !noise || !init || !mask_lat || !image_mean || !sigmas || !d.x_in || !d.preds)
+    if (!noise || !init || !mask_lat || !image_mean || !sigmas || !d.x_in)
         rc = ts_fail(TS_ERR_NOMEM, "out of memory");
     d.init = init;
     d.noise = noise;
-    rc = rc ? rc : build_branches(&d, conds);
+    rc = rc ? rc : build_layers(&d);
+    rc = rc ? rc : build_tiling(&d);
     rc = rc ? rc : prepare_image(&d, init, mask_lat, image_mean);
     double denoise = r->mode == TS_SD_IMG2IMG || r->mode == TS_SD_INPAINT ? r->strength : 1.0;
     rc = rc ? rc : ts_schedule_sigmas_denoise(&m->schedule, r->scheduler, r->steps, denoise, sigmas);
@@ -430,8 +591,6 @@ int ts_sd_generate(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena
                               ts_noise_full_denoise(&m->schedule, sigmas[0]), x, n);
         rc = sample(&d, sigmas, x);
     }
-    rc = rc ? rc : decode(m, &d, x, image);
-    free(x);
     free(noise);
     free(init);
     free(mask_lat);
@@ -439,8 +598,22 @@ int ts_sd_generate(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena
     free(sigmas);
     free(d.x_in);
     free(d.preds);
-    free(d.context.data);
-    free(d.y);
+    free(d.wsum);
+    free(d.items);
+    free(d.layers);
+    free(d.layer_weights);
+    ts_tile_plan_free(&d.plan);
     free(d.extra);
+    return rc;
+}
+
+int ts_sd_generate(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, float *image)
+{
+    float *x = malloc((size_t)4 * (r->height / 8) * (r->width / 8) * sizeof *x);
+    if (!x)
+        return ts_fail(TS_ERR_NOMEM, "out of memory");
+    int rc = ts_sd_sample(m, r, arena, x);
+    rc = rc ? rc : ts_sd_decode(m, r, x, arena, image);
+    free(x);
     return rc;
 }

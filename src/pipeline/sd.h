@@ -34,6 +34,8 @@
 #include "models/family.h"
 #include "models/unet.h"
 #include "models/vae.h"
+#include "models/vae_tiled.h"
+#include "pipeline/tiles.h"
 #include "sample/denoiser.h"
 #include "sample/sampler.h"
 #include "sample/schedule.h"
@@ -80,6 +82,14 @@ typedef struct {
 
 typedef enum { TS_SD_TXT2IMG, TS_SD_IMG2IMG, TS_SD_INPAINT, TS_SD_INSTRUCT } ts_sd_mode;
 
+/* A regional prompt (MultiDiffusion's region-based generation): inside its mask the
+ * text-conditioned prediction comes from this prompt, the main prompt's weight
+ * dropping by as much; the negative prompt stays global. */
+typedef struct {
+    ts_sd_cond cond;
+    const float *mask; /* [H, W] pixels in [0, 1] */
+} ts_sd_region;
+
 /* Reports intermediate values: "sigmas" [steps+1], "init_latent" (VAE space, the
  * posterior mean), "latent_mask" [1, 4, h, w], "timestep" [1] (each model call),
  * "x" (step = i: sampler state at the start of step i; step = steps: the result),
@@ -99,8 +109,17 @@ typedef struct {
     double strength;  /* img2img / inpaint denoise in (0, 1] */
     ts_sd_cond cond, uncond;
     const float *image; /* [1, 3, H, W] in [-1, 1]: init image, or the image to edit */
+    const float *init_latent; /* img2img from a model-space latent [1, 4, h, w] instead of image */
     const float *mask;  /* [1, 1, H, W] in [0, 1], 1 = repaint (inpaint) */
     const float *noise; /* [1, 4, h, w] initial noise; NULL: drawn from seed */
+    ts_tile_config tiling; /* size 0: the whole canvas in one piece */
+    const ts_vae_tiling *vae_tiling; /* NULL: encode and decode in one piece */
+    /* DemoFusion's skip residual (img2img from init_latent): after step i of n the
+     * sample becomes c * (init noised to that level) + (1 - c) * sample, with
+     * c = ((1 + cos(pi i / n)) / 2)^skip_residual; 0 = off. */
+    double skip_residual;
+    const ts_sd_region *regions;
+    int region_count;
     uint64_t seed;
     ts_sd_probe probe;
     void *probe_ctx;
@@ -115,6 +134,12 @@ int ts_sd_check_mode(const ts_sd_model *m, ts_sd_mode mode);
 /* Runs one generation; image receives [1, 3, H, W], the raw decoder output (about
  * [-1, 1], not clamped).  Activations come from the arena and are released. */
 int ts_sd_generate(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, float *image);
+/* As ts_sd_generate without the decode: latent receives the model-space result
+ * [1, 4, h, w]. */
+int ts_sd_sample(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, float *latent);
+/* The VAE decode of a model-space latent [1, 4, h, w] into image [1, 3, 8h, 8w]
+ * (tiled with r->vae_tiling when set); latent is clobbered. */
+int ts_sd_decode(const ts_sd_model *m, const ts_sd_request *r, float *latent, ts_arena *arena, float *image);
 
 /* Linear interpolation of a [h, w] plane to [dh, dw] with half-pixel centres
  * (PyTorch bilinear, align_corners=False, no antialiasing). */

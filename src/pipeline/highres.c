@@ -1,0 +1,100 @@
+/*
+ * Two-pass high-resolution generation; see highres.h and docs/highres.md.
+ */
+#include "pipeline/highres.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/error.h"
+
+ts_sd_highres ts_sd_highres_default(void)
+{
+    return (ts_sd_highres){.strength = 0.6, .skip_residual = 3.0};
+}
+
+static int round_to(double v, int mult, int hi)
+{
+    int r = (int)lround(v / mult) * mult;
+    return r < mult ? mult : r > hi ? hi : r;
+}
+
+void ts_sd_highres_first_size(const ts_sd_model *m, int width, int height, int *w1, int *h1)
+{
+    double aspect = (double)width / height, side = m->native_size;
+    *w1 = round_to(side * sqrt(aspect), m->size_multiple, width);
+    *h1 = round_to(side / sqrt(aspect), m->size_multiple, height);
+}
+
+/* The first pass: the same prompts and seed at the small size, untiled, no regions
+ * (a region's rectangle means the same fraction of both canvases, so regions are
+ * kept, scaled by the resize their masks get anyway). */
+static int first_pass(const ts_sd_model *m, const ts_sd_request *r, int w1, int h1, ts_arena *arena, float *latent)
+{
+    ts_sd_request first = *r;
+    first.width = w1;
+    first.height = h1;
+    first.tiling = (ts_tile_config){0};
+    first.noise = NULL;
+    first.probe = NULL;
+    /* Region masks are given at the canvas's size; the pipeline resizes them to the
+     * latent, so they are resampled here to the first pass's pixels. */
+    ts_sd_region *regions = NULL;
+    float *masks = NULL;
+    if (r->region_count) {
+        regions = malloc(sizeof *regions * (size_t)r->region_count);
+        masks = malloc(sizeof *masks * (size_t)r->region_count * w1 * h1);
+        if (!regions || !masks) {
+            free(regions);
+            free(masks);
+            return ts_fail(TS_ERR_NOMEM, "out of memory");
+        }
+        for (int k = 0; k < r->region_count; k++) {
+            regions[k] = r->regions[k];
+            regions[k].mask = masks + (size_t)k * w1 * h1;
+            ts_resize_bilinear(r->regions[k].mask, r->height, r->width, masks + (size_t)k * w1 * h1, h1, w1);
+        }
+        first.regions = regions;
+    }
+    int rc = ts_sd_sample(m, &first, arena, latent);
+    free(regions);
+    free(masks);
+    return rc;
+}
+
+int ts_sd_generate_highres(const ts_sd_model *m, const ts_sd_request *r, const ts_sd_highres *h, ts_arena *arena,
+                           float *image)
+{
+    if (r->mode != TS_SD_TXT2IMG)
+        return ts_fail(TS_ERR_ARG, "the two-pass high-resolution mode is for text-to-image");
+    if (!(h->strength > 0 && h->strength <= 1) || h->skip_residual < 0)
+        return ts_fail(TS_ERR_ARG, "hires strength %g must be in (0, 1] and the skip residual exponent >= 0",
+                       h->strength);
+    int w1 = h->width, h1 = h->height;
+    if (!w1 || !h1)
+        ts_sd_highres_first_size(m, r->width, r->height, &w1, &h1);
+    if (w1 % m->size_multiple || h1 % m->size_multiple || w1 > r->width || h1 > r->height)
+        return ts_fail(TS_ERR_ARG, "first pass %dx%d must be multiples of %d within the canvas", w1, h1,
+                       m->size_multiple);
+    int lw = r->width / 8, lh = r->height / 8;
+    float *small = malloc(sizeof *small * 4 * (size_t)(w1 / 8) * (h1 / 8));
+    float *up = malloc(sizeof *up * 4 * (size_t)lw * lh);
+    int rc = small && up ? 0 : ts_fail(TS_ERR_NOMEM, "out of memory for the %dx%d canvas", r->width, r->height);
+    rc = rc ? rc : first_pass(m, r, w1, h1, arena, small);
+    if (rc == 0) {
+        for (int c = 0; c < 4; c++)
+            ts_resize_bilinear(small + (size_t)c * (h1 / 8) * (w1 / 8), h1 / 8, w1 / 8, up + (size_t)c * lh * lw, lh,
+                               lw);
+        ts_sd_request second = *r;
+        second.mode = TS_SD_IMG2IMG;
+        second.init_latent = up;
+        second.strength = h->strength;
+        second.skip_residual = h->skip_residual;
+        /* Fresh noise for the refinement, as a different seed stream from the first pass. */
+        second.seed = r->seed + 0x9e3779b97f4a7c15ull;
+        rc = ts_sd_generate(m, &second, arena, image);
+    }
+    free(small);
+    free(up);
+    return rc;
+}
