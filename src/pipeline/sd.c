@@ -150,21 +150,21 @@ static int run_canvas(sd_denoiser *d, const float *x, double sigma)
     size_t mark = ts_arena_mark(d->arena);
     ts_arena_hold_pages(d->arena, 1);
     for (int t = 0; rc == 0 && t < d->plan.count; t++) {
-        for (int l = 0; l < d->layer_count; l++) {
-            const float *wt = d->layers[l].weight;
-            if (wt && !ts_tile_touches(&d->plan, t, wt))
+        /* The text-conditioned branch once per prompt layer with weight in the tile,
+         * then the other branches (negative prompt, image-only), which are global. */
+        for (int k = 0; k < d->layer_count + d->branches - 1; k++) {
+            work_item it = {t, k < d->layer_count ? 0 : k - d->layer_count + 1, k < d->layer_count ? k : 0};
+            const float *wt = d->layers[it.layer].weight;
+            if (it.branch == 0 && wt && !ts_tile_touches(&d->plan, t, wt))
                 continue;
-            for (int b = 0; b < (l == 0 ? d->branches : 1); b++) {
-                work_item it = {t, b, l};
-                if (count && item_cond(d, &it)->context.shape[1] != item_cond(d, &d->items[0])->context.shape[1]) {
-                    rc = run_items(d, d->items, count, x, sigma);
-                    count = tiles_in_batch = 0;
-                }
-                d->items[count++] = it;
+            if (count && item_cond(d, &it)->context.shape[1] != item_cond(d, &d->items[0])->context.shape[1]) {
+                rc = rc ? rc : run_items(d, d->items, count, x, sigma);
+                count = tiles_in_batch = 0;
             }
+            d->items[count++] = it;
         }
         if (++tiles_in_batch == d->tile_batch || t == d->plan.count - 1) {
-            rc = rc ? rc : run_items(d, d->items, count, x, sigma);
+            rc = rc || !count ? rc : run_items(d, d->items, count, x, sigma);
             count = tiles_in_batch = 0;
         }
     }
