@@ -508,8 +508,8 @@ static int decode_one(const run *r, const ts_vae *vae, float *latent, float *ima
     return rc;
 }
 
-int ts_vae_decode_tiled(const ts_vae *vae, const ts_tensor *latent, const ts_vae_tiling *opts, ts_arena *arena,
-                        ts_tensor *image)
+int ts_vae_decode_tiled_into(const ts_vae *vae, const ts_tensor *latent, const ts_vae_tiling *opts, ts_arena *arena,
+                             float *image)
 {
     size_t mark = ts_arena_mark(arena);
     ts_tensor lat;
@@ -517,12 +517,25 @@ int ts_vae_decode_tiled(const ts_vae *vae, const ts_tensor *latent, const ts_vae
     if (rc)
         return rc;
     int64_t f = (int64_t)1 << (vae->levels - 1), h = lat.shape[2], w = lat.shape[3];
-    ts_tensor out = ts_arena_tensor(arena, 4, (int64_t[]){lat.shape[0], vae->image_channels, h * f, w * f});
-    rc = out.data ? 0 : TS_ERR_NOMEM;
     run r;
     setup(&r, arena, opts, h, w);
     for (int64_t b = 0; b < lat.shape[0] && !rc; b++)
-        rc = decode_one(&r, vae, lat.data + b * lat.shape[1] * h * w, out.data + b * out.shape[1] * h * f * w * f);
+        rc = decode_one(&r, vae, lat.data + b * lat.shape[1] * h * w, image + b * vae->image_channels * h * f * w * f);
+    ts_arena_reset(arena, mark);
+    return rc;
+}
+
+int ts_vae_decode_tiled(const ts_vae *vae, const ts_tensor *latent, const ts_vae_tiling *opts, ts_arena *arena,
+                        ts_tensor *image)
+{
+    size_t mark = ts_arena_mark(arena);
+    int64_t f = (int64_t)1 << (vae->levels - 1);
+    ts_tensor out = ts_arena_tensor(arena, 4,
+                                    (int64_t[]){latent->shape[0], vae->image_channels, latent->shape[2] * f,
+                                                latent->shape[3] * f});
+    if (!out.data)
+        return ts_fail(TS_ERR_NOMEM, "out of memory for the decoded image");
+    int rc = ts_vae_decode_tiled_into(vae, latent, opts, arena, out.data);
     if (rc) {
         ts_arena_reset(arena, mark);
         return rc;

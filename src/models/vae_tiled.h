@@ -43,6 +43,10 @@ typedef struct {
 /* As ts_vae_decode, tiled; opts may be NULL (defaults). */
 int ts_vae_decode_tiled(const ts_vae *vae, const ts_tensor *latent, const ts_vae_tiling *opts, ts_arena *arena,
                         ts_tensor *image);
+/* As ts_vae_decode_tiled, into caller memory: image [N, 3, 8h, 8w] floats, so a
+ * large picture exists once. */
+int ts_vae_decode_tiled_into(const ts_vae *vae, const ts_tensor *latent, const ts_vae_tiling *opts, ts_arena *arena,
+                             float *image);
 /* As ts_vae_encoder_forward, tiled. */
 int ts_vae_encoder_forward_tiled(const ts_vae *vae, const ts_tensor *image, const ts_vae_tiling *opts,
                                  ts_arena *arena, ts_tensor *out);

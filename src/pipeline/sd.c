@@ -518,10 +518,11 @@ int ts_sd_decode(const ts_sd_model *m, const ts_sd_request *r, float *latent, ts
     /* The UNet's pages are not needed while decoding (they fault back in for the next
      * image): without them the decoder's large activations fit the same budget. */
     ts_st_evict(m->main);
-    size_t mark = ts_arena_mark(arena);
     ts_tensor lat = ts_tensor_view(latent, 4, (int64_t[]){1, 4, h, w}), out;
-    int rc = r->vae_tiling ? ts_vae_decode_tiled(&m->vae, &lat, r->vae_tiling, arena, &out)
-                           : ts_vae_decode(&m->vae, &lat, arena, &out);
+    if (r->vae_tiling)
+        return ts_vae_decode_tiled_into(&m->vae, &lat, r->vae_tiling, arena, image);
+    size_t mark = ts_arena_mark(arena);
+    int rc = ts_vae_decode(&m->vae, &lat, arena, &out);
     if (rc == 0)
         memcpy(image, out.data, (size_t)3 * 64 * n / 4 * sizeof(float));
     ts_arena_reset(arena, mark);
