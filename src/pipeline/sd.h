@@ -34,6 +34,7 @@
 #include "models/family.h"
 #include "models/unet.h"
 #include "models/vae.h"
+#include "pipeline/run_state.h"
 #include "sample/denoiser.h"
 #include "sample/sampler.h"
 #include "sample/schedule.h"
@@ -85,8 +86,20 @@ typedef enum { TS_SD_TXT2IMG, TS_SD_IMG2IMG, TS_SD_INPAINT, TS_SD_INSTRUCT } ts_
  * "x" (step = i: sampler state at the start of step i; step = steps: the result),
  * "denoised" (step i), "latent" (model space), "latent_vae". */
 typedef void (*ts_sd_probe)(void *ctx, const char *name, int step, const ts_tensor *t);
-/* Called after each step with the steps done; a non-zero return cancels. */
+/* Called after each step with the steps done; a non-zero return cancels the run
+ * there (TS_ERR_CANCELLED). */
 typedef int (*ts_sd_progress)(void *ctx, int done, int steps);
+
+/* Never losing a run.  from (NULL: start afresh) continues a run that stopped: the
+ * request must be the one that run had; the result is the uninterrupted run's.
+ * on_stop (optional) receives, when a run is cancelled or fails once sampling has
+ * begun (the VAE decode included: then phase "decode" with the final latent), where
+ * it stood, which passed back as from finishes it; the state lives for the call. */
+typedef struct {
+    const ts_run_state *from;
+    void (*on_stop)(void *ctx, const ts_run_state *state);
+    void *ctx;
+} ts_sd_resume;
 
 typedef struct {
     ts_sd_mode mode;
@@ -106,6 +119,7 @@ typedef struct {
     void *probe_ctx;
     ts_sd_progress progress;
     void *progress_ctx;
+    ts_sd_resume resume;
 } ts_sd_request;
 
 /* Whether the model's UNet suits the mode (8 input channels for instruction editing
@@ -113,7 +127,9 @@ typedef struct {
 int ts_sd_check_mode(const ts_sd_model *m, ts_sd_mode mode);
 
 /* Runs one generation; image receives [1, 3, H, W], the raw decoder output (about
- * [-1, 1], not clamped).  Activations come from the arena and are released. */
+ * [-1, 1], not clamped).  Activations come from the arena and are released.  When
+ * the whole-image VAE decode runs out of memory (TS_ERR_NOMEM) the exact tiled decode
+ * takes over, with smaller tiles until one fits. */
 int ts_sd_generate(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, float *image);
 
 /* Linear interpolation of a [h, w] plane to [dh, dw] with half-pixel centres
