@@ -10,8 +10,17 @@
  * output carries no timestamp).  Sizes that the model cannot take are refused
  * with the nearest valid ones named, rather than silently changed: a user who asks
  * for 1000 pixels should know they are getting 960 or 1024.
+ *
+ * A run is never lost: Ctrl-C or SIGTERM stops it at the next step boundary, and a
+ * failure once sampling has begun (the VAE decode's included) stops it too; either
+ * way OUT.state receives the settings and where the run stood, and
+ * `--resume OUT.state` finishes it with the file the uninterrupted run writes.  The
+ * environment variable TESSERA_STOP_AFTER_STEP=N (for tests) raises SIGINT after
+ * step N: a Ctrl-C at a known moment, which a signal sent from outside is not.
  */
+#include <cjson/cJSON.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +33,15 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "io/image.h"
+#include "pipeline/run_state.h"
 #include "pipeline/sd.h"
 #include "pipeline/sd_text.h"
 
 static void generate_usage(FILE *f)
 {
     fprintf(f,
-            "usage: tessera generate -m MODEL -p PROMPT -o OUT [options]\n\n"
+            "usage: tessera generate -m MODEL -p PROMPT -o OUT [options]\n"
+            "       tessera generate --resume OUT.state [--threads N]\n\n"
             "Stable Diffusion 1.x, 2.x and SDXL.  The mode follows from the inputs:\n"
             "  txt2img      (no image)\n"
             "  img2img      --init-image IMG [--strength S]\n"
@@ -67,15 +78,23 @@ static void generate_usage(FILE *f)
             "      --image-cfg S       InstructPix2Pix image guidance (default 1.5)\n"
             "output:\n"
             "  -o, --output OUT        .png or .jpg; with --batch-count N > 1: OUT-1.png ... OUT-N.png\n"
-            "      --threads N         worker threads (default: every core)\n\n"
+            "      --threads N         worker threads (default: every core)\n"
+            "      --resume FILE       finish the run that FILE (OUT.state) holds, with its settings:\n"
+            "                          the image the uninterrupted run gives; FILE is removed then\n\n"
             "Inpainting repaints where the mask is white; pixels where the (blurred) mask is 0 are\n"
-            "copied from the input unchanged.  The mask must have the image's size.\n");
+            "copied from the input unchanged.  The mask must have the image's size.\n\n"
+            "Ctrl-C or SIGTERM stops at the end of the current step (exit 130, or 143 for SIGTERM;\n"
+            "a second Ctrl-C quits at once); so does a failure once sampling has begun (exit 1).\n"
+            "The run is then kept in OUT.state for --resume.  When the VAE decode does not fit in\n"
+            "memory the exact tiled decode takes over.  TESSERA_MAX_ARENA=SIZE (bytes, or with K,\n"
+            "M or G) caps the activation memory.\n");
 }
 
 typedef struct {
     ts_sd_files files;
-    const char *prompt, *negative, *out, *init_image, *mask, *sampler, *scheduler;
+    const char *prompt, *negative, *out, *init_image, *mask, *sampler, *scheduler, *resume;
     int width, height, steps, batch, clip_skip, threads, instruct, has_seed;
+    int first_image; /* a resumed batch continues at this image */
     double cfg, strength, mask_blur, image_cfg;
     uint64_t seed;
 } gen_args;
@@ -144,6 +163,8 @@ static int set_option(gen_args *a, const char *arg, const char *val)
         a->sampler = val;
     else if (!strcmp(arg, "--scheduler"))
         a->scheduler = val;
+    else if (!strcmp(arg, "--resume"))
+        a->resume = val;
     else if (!strcmp(arg, "-W") || !strcmp(arg, "--width"))
         bad = parse_int(val, 1, TS_IMAGE_MAX_SIDE, &a->width);
     else if (!strcmp(arg, "-H") || !strcmp(arg, "--height"))
@@ -179,45 +200,28 @@ static int set_option(gen_args *a, const char *arg, const char *val)
     return bad ? bad_value(arg, val) : 0;
 }
 
-/* Returns 0, 2 for bad usage, -1 after --help. */
-static int parse_args(int argc, char **argv, gen_args *a)
+static int is_valued(const char *arg)
+{
+    static const char *const valued[] = {
+        "-m", "--model", "--vae", "--clip-l", "--clip-g", "--prediction", "--unet-heads", "--clip-heads",
+        "-p", "--prompt", "-n", "--negative-prompt", "--clip-skip", "-W", "--width", "-H", "--height",
+        "--steps", "--cfg", "--sampler", "--scheduler", "--seed", "--batch-count", "--init-image",
+        "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads", "--resume"};
+    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
+        if (!strcmp(arg, valued[k]))
+            return 1;
+    return 0;
+}
+
+static void set_defaults(gen_args *a)
 {
     *a = (gen_args){.negative = "", .sampler = "dpmpp_2m", .scheduler = "karras", .steps = 20, .batch = 1,
                     .cfg = -1, .strength = -1, .mask_blur = 4, .image_cfg = 1.5};
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            generate_usage(stdout);
-            return -1;
-        }
-        if (!strcmp(arg, "--instruct")) {
-            a->instruct = 1;
-            continue;
-        }
-        if (arg[0] != '-') {
-            fprintf(stderr, "tessera generate: unexpected argument '%s' (see --help)\n", arg);
-            return 2;
-        }
-        static const char *const valued[] = {
-            "-m", "--model", "--vae", "--clip-l", "--clip-g", "--prediction", "--unet-heads", "--clip-heads",
-            "-p", "--prompt", "-n", "--negative-prompt", "--clip-skip", "-W", "--width", "-H", "--height",
-            "--steps", "--cfg", "--sampler", "--scheduler", "--seed", "--batch-count", "--init-image",
-            "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads"};
-        int known = 0;
-        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
-            known |= !strcmp(arg, valued[k]);
-        if (!known) {
-            fprintf(stderr, "tessera generate: unknown option '%s' (see --help)\n", arg);
-            return 2;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "tessera generate: %s needs a value\n", arg);
-            return 2;
-        }
-        int rc = set_option(a, arg, argv[++i]);
-        if (rc)
-            return rc;
-    }
+}
+
+/* What the options must satisfy together; 0 or 2. */
+static int check_args(const gen_args *a)
+{
     const char *missing = !a->files.model ? "-m MODEL" : !a->prompt ? "-p PROMPT" : !a->out ? "-o OUT" : NULL;
     if (missing) {
         fprintf(stderr, "tessera generate: %s is required (see --help)\n", missing);
@@ -239,12 +243,181 @@ static int parse_args(int argc, char **argv, gen_args *a)
     return 0;
 }
 
+/* Returns 0, 2 for bad usage, -1 after --help. */
+static int parse_args(int argc, char **argv, gen_args *a)
+{
+    set_defaults(a);
+    int others = 0; /* options besides --threads and --resume */
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            generate_usage(stdout);
+            return -1;
+        }
+        if (!strcmp(arg, "--instruct")) {
+            a->instruct = 1;
+            others++;
+            continue;
+        }
+        if (arg[0] != '-') {
+            fprintf(stderr, "tessera generate: unexpected argument '%s' (see --help)\n", arg);
+            return 2;
+        }
+        if (!is_valued(arg)) {
+            fprintf(stderr, "tessera generate: unknown option '%s' (see --help)\n", arg);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "tessera generate: %s needs a value\n", arg);
+            return 2;
+        }
+        others += strcmp(arg, "--threads") && strcmp(arg, "--resume");
+        int rc = set_option(a, arg, argv[++i]);
+        if (rc)
+            return rc;
+    }
+    if (a->resume && others) {
+        fprintf(stderr, "tessera generate: --resume takes its settings from the file; only --threads may be given\n");
+        return 2;
+    }
+    return a->resume ? 0 : check_args(a);
+}
+
+/* ---- run state ---------------------------------------------------------------- */
+
+/* path made absolute (against the working directory), so that a resumed run finds
+ * its files from anywhere; a NULL path is left out. */
+static void add_path(cJSON *o, const char *key, const char *path)
+{
+    if (!path)
+        return;
+    char cwd[4096], buf[8192];
+    if (path[0] != '/' && getcwd(cwd, sizeof cwd)) {
+        snprintf(buf, sizeof buf, "%s/%s", cwd, path);
+        path = buf;
+    }
+    cJSON_AddStringToObject(o, key, path);
+}
+
+static void add_number(cJSON *o, const char *key, const char *fmt, double v)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, fmt, v);
+    cJSON_AddStringToObject(o, key, buf);
+}
+
+/* The settings of image `index` of a run as the options that give them (long names
+ * without the dashes, values as typed), with what the run resolved (seed, size,
+ * guidance, strength) written out; so --resume repeats the run exactly. */
+static char *settings_json(const gen_args *a, const ts_sd_request *r, uint64_t seed, int index)
+{
+    cJSON *o = cJSON_CreateObject();
+    add_path(o, "model", a->files.model);
+    add_path(o, "vae", a->files.vae);
+    add_path(o, "clip-l", a->files.clip_l);
+    add_path(o, "clip-g", a->files.clip_g);
+    add_path(o, "init-image", a->init_image);
+    add_path(o, "mask", a->mask);
+    add_path(o, "output", a->out);
+    cJSON_AddStringToObject(o, "prompt", a->prompt);
+    cJSON_AddStringToObject(o, "negative-prompt", a->negative);
+    cJSON_AddStringToObject(o, "sampler", a->sampler);
+    cJSON_AddStringToObject(o, "scheduler", a->scheduler);
+    if (a->files.prediction != TS_SD_PRED_AUTO)
+        cJSON_AddStringToObject(o, "prediction", a->files.prediction == TS_SD_PRED_V ? "v" : "eps");
+    if (a->instruct)
+        cJSON_AddStringToObject(o, "instruct", "yes");
+    const struct {
+        const char *key;
+        int value;
+    } ints[] = {{"unet-heads", a->files.unet.num_heads}, {"clip-heads", a->files.clip_heads},
+                {"clip-skip", a->clip_skip}, {"threads", a->threads}, {"width", r->width}, {"height", r->height},
+                {"steps", r->steps}, {"batch-count", a->batch}, {"batch-index", index}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (ints[i].value || !strcmp(ints[i].key, "batch-index"))
+            add_number(o, ints[i].key, "%.0f", ints[i].value);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
+    cJSON_AddStringToObject(o, "seed", buf);
+    add_number(o, "cfg", "%.17g", r->cfg);
+    add_number(o, "strength", "%.17g", r->strength);
+    add_number(o, "mask-blur", "%.17g", a->mask_blur);
+    add_number(o, "image-cfg", "%.17g", r->image_cfg);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return json;
+}
+
+/* One setting of a run state, applied as its option would be (so a state file gets
+ * the command line's validation); 0, or 2 after the message. */
+static int apply_setting(const cJSON *e, const char *path, gen_args *a)
+{
+    char flag[64];
+    const char *key = e->string, *value = e->valuestring;
+    snprintf(flag, sizeof flag, "--%.60s", key);
+    if (!cJSON_IsString(e) || strlen(key) > 60 || !strcmp(key, "resume") ||
+        (strcmp(key, "instruct") && strcmp(key, "batch-index") && !is_valued(flag))) {
+        fprintf(stderr, "tessera generate: %s: the setting '%.60s' is not one this version knows\n", path, key);
+        return 2;
+    }
+    if (!strcmp(key, "instruct"))
+        a->instruct = 1;
+    else if (!strcmp(key, "batch-index"))
+        return parse_int(value, 0, 9999, &a->first_image) ? bad_value(flag, value) : 0;
+    else
+        return set_option(a, flag, value);
+    return 0;
+}
+
+/* The run's settings back from its state (st->params): in a, whose strings point
+ * into *tree; --threads given with --resume wins over the state's. */
+static int restore_settings(const ts_run_state *st, const char *path, gen_args *a, cJSON **tree)
+{
+    int threads = a->threads;
+    set_defaults(a);
+    a->resume = path;
+    *tree = cJSON_Parse(st->params);
+    const cJSON *e;
+    int rc = 0;
+    cJSON_ArrayForEach(e, *tree)
+    {
+        rc = apply_setting(e, path, a);
+        if (rc)
+            return rc;
+    }
+    if (threads)
+        a->threads = threads;
+    rc = check_args(a);
+    if (rc == 0 && a->first_image >= a->batch) {
+        fprintf(stderr, "tessera generate: %s: image %d of a batch of %d\n", path, a->first_image + 1, a->batch);
+        rc = 2;
+    }
+    return rc;
+}
+
 /* ---- progress ----------------------------------------------------------------- */
 
 typedef struct {
     double start;
     int image, images, tty;
+    int first;      /* the step the run (re)started at */
+    int stop_after; /* TESSERA_STOP_AFTER_STEP */
 } progress_bar;
+
+/* The signal that asked the run to stop (SIGINT, SIGTERM), or 0. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+/* The first SIGINT or SIGTERM stops the run at the next step boundary; the handler
+ * then resets, so a second one ends the process at once. */
+static void catch_stop_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 static double now(void)
 {
@@ -258,7 +431,7 @@ static double now(void)
 static int draw_progress(void *ctx, int done, int steps)
 {
     progress_bar *p = ctx;
-    double spent = now() - p->start, rate = spent > 0 ? done / spent : 0;
+    double spent = now() - p->start, rate = spent > 0 ? (done - p->first) / spent : 0;
     char bar[21];
     for (int i = 0; i < 20; i++)
         bar[i] = i < done * 20 / steps ? '#' : '.';
@@ -273,7 +446,11 @@ static int draw_progress(void *ctx, int done, int steps)
         snprintf(image, sizeof image, "image %d/%d ", p->image + 1, p->images);
     fprintf(stderr, "%s%sstep %d/%d [%s] %s, ETA %.0f s%s", p->tty ? "\r" : "", image, done, steps, bar, speed,
             rate > 0 ? (steps - done) / rate : 0.0, p->tty && done < steps ? "   " : "\n");
-    return 0;
+    if (done == p->stop_after)
+        raise(SIGINT);
+    if (stop_signal && p->tty)
+        fputc('\n', stderr);
+    return stop_signal != 0;
 }
 
 /* ---- images ------------------------------------------------------------------- */
@@ -444,8 +621,7 @@ static int prepare(const gen_args *a, gen_state *s)
         s->pixels = malloc((size_t)3 * r->width * r->height * sizeof *s->pixels);
         /* Address space only: pages are committed as a step touches them. */
         s->arena = ts_arena_create((size_t)64 << 30);
-        if (!s->pixels || !s->arena)
-            rc = ts_fail(TS_ERR_NOMEM, "out of memory");
+        rc = !s->arena ? TS_ERR_NOMEM : !s->pixels ? ts_fail(TS_ERR_NOMEM, "out of memory") : 0;
     }
     return rc;
 }
@@ -471,10 +647,42 @@ static int write_image(const gen_args *a, gen_state *s, int index, uint64_t seed
     return rc;
 }
 
-static int run(const gen_args *a)
+/* Where a stopped run is kept, and how that went. */
+typedef struct {
+    char *settings; /* settings_json of the image being made */
+    char path[4096];
+    char why[512]; /* the message the run stopped with */
+    int saved;     /* 1: saved; -1: saving failed (the message says why) */
+} stop_ctx;
+
+static void save_run(void *ctx, const ts_run_state *state)
+{
+    stop_ctx *c = ctx;
+    snprintf(c->why, sizeof c->why, "%s", ts_error_message());
+    ts_run_state s = *state;
+    s.params = c->settings;
+    c->saved = ts_run_state_save(c->path, &s) == 0 ? 1 : -1;
+}
+
+/* One line on why the run stopped and how to resume it; returns the exit status. */
+static int report_stop(const stop_ctx *c, int rc)
+{
+    if (c->saved > 0)
+        fprintf(stderr, "tessera generate: %s; resume with: tessera generate --resume %s\n", c->why, c->path);
+    else if (c->saved < 0)
+        fprintf(stderr, "tessera generate: %s; the run could not be kept: %s\n", c->why, ts_error_message());
+    else
+        fprintf(stderr, "tessera generate: %s\n", ts_error_message());
+    return rc == TS_ERR_CANCELLED ? 128 + (stop_signal ? stop_signal : SIGINT) : 1;
+}
+
+/* Makes the images (from the state `from` on, when resuming); returns the exit status. */
+static int run(const gen_args *a, const ts_run_state *from)
 {
     gen_state s = {0};
     ts_sd_prompts prompts = {0};
+    stop_ctx stop = {0};
+    snprintf(stop.path, sizeof stop.path, "%s.state", a->out);
     int rc = prepare(a, &s);
     rc = rc ? rc : ts_sd_encode_prompts(s.model, a->prompt, a->negative, a->clip_skip, &prompts);
     uint64_t seed = a->seed;
@@ -484,17 +692,24 @@ static int run(const gen_args *a)
         seed &= 0xffffffffu; /* what the UIs accept and show */
         fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
     }
-    progress_bar bar = {.images = a->batch, .tty = isatty(STDERR_FILENO)};
+    const char *stop_after = getenv("TESSERA_STOP_AFTER_STEP");
+    progress_bar bar = {.images = a->batch, .tty = isatty(STDERR_FILENO), .stop_after = stop_after ? atoi(stop_after) : -1};
     s.req.cond = prompts.cond;
     s.req.uncond = prompts.uncond;
     s.req.progress = draw_progress;
     s.req.progress_ctx = &bar;
-    for (int i = 0; i < a->batch && rc == 0; i++) {
+    s.req.resume = (ts_sd_resume){.from = from, .on_stop = save_run, .ctx = &stop};
+    for (int i = a->first_image; i < a->batch && rc == 0; i++) {
         s.req.seed = seed + (uint64_t)i;
         bar.image = i;
+        bar.first = s.req.resume.from ? from->step : 0;
         bar.start = now();
-        rc = ts_sd_generate(s.model, &s.req, s.arena, s.pixels);
+        free(stop.settings);
+        stop.settings = settings_json(a, &s.req, seed, i);
+        rc = stop.settings ? 0 : ts_fail(TS_ERR_NOMEM, "out of memory");
+        rc = rc ? rc : ts_sd_generate(s.model, &s.req, s.arena, s.pixels);
         rc = rc ? rc : write_image(a, &s, i, s.req.seed);
+        s.req.resume.from = NULL;
     }
     ts_sd_prompts_free(&prompts);
     ts_arena_destroy(s.arena);
@@ -503,7 +718,10 @@ static int run(const gen_args *a)
     free(s.mask);
     ts_image_free(&s.in);
     ts_sd_free(s.model);
-    return rc;
+    free(stop.settings);
+    if (rc == 0 && a->resume)
+        unlink(a->resume);
+    return rc ? report_stop(&stop, rc) : 0;
 }
 
 int cmd_generate(int argc, char **argv)
@@ -512,10 +730,20 @@ int cmd_generate(int argc, char **argv)
     int status = parse_args(argc, argv, &a);
     if (status)
         return status < 0 ? 0 : status;
-    ts_threads_set(a.threads);
-    if (run(&a) < 0) {
+    ts_run_state from = {0};
+    cJSON *settings = NULL;
+    if (a.resume && ts_run_state_load(a.resume, &from)) {
         fprintf(stderr, "tessera generate: %s\n", ts_error_message());
         return 1;
     }
-    return 0;
+    if (a.resume)
+        status = restore_settings(&from, a.resume, &a, &settings);
+    if (status == 0) {
+        ts_threads_set(a.threads);
+        catch_stop_signals();
+        status = run(&a, a.resume ? &from : NULL);
+    }
+    cJSON_Delete(settings);
+    ts_run_state_free(&from);
+    return status;
 }
