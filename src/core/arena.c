@@ -72,8 +72,8 @@ void *ts_arena_alloc(ts_arena *a, size_t bytes)
 {
     size_t start = (a->used + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
     if (start > a->capacity || bytes > a->capacity - start) {
-        ts_fail(TS_ERR_NOMEM, "activation arena full: %zu MiB requested, %zu of %zu MiB in use", bytes >> 20,
-                a->used >> 20, a->capacity >> 20);
+        ts_fail(TS_ERR_NOMEM, "activation arena full: %.1f MiB requested, %.1f of %.1f MiB in use",
+                (double)bytes / 1048576, (double)a->used / 1048576, (double)a->capacity / 1048576);
         return NULL;
     }
     a->used = start + bytes;
