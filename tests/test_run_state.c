@@ -16,14 +16,15 @@
 
 enum { N = 1 * 4 * 3 * 5 };
 
-static const char *tmp_path(const char *name)
+/* The one scratch file these tests write, under TESSERA_TEST_TMP (or /tmp). */
+static const char *state_path(void)
 {
     static char path[512];
-    const char *dir = getenv("TESSERA_TEST_TMP");
-    if (!dir || !*dir)
-        dir = "/tmp";
-    mkdir(dir, 0755);
-    snprintf(path, sizeof path, "%s/run_state_%s.state", dir, name);
+    if (!path[0]) {
+        const char *dir = getenv("TESSERA_TEST_TMP");
+        mkdir(dir && *dir ? dir : "/tmp", 0755);
+        snprintf(path, sizeof path, "%s/test_run_state.state", dir && *dir ? dir : "/tmp");
+    }
     return path;
 }
 
@@ -47,7 +48,7 @@ static ts_run_state sample_state(void)
 static void test_round_trip(void)
 {
     ts_run_state s = sample_state(), back;
-    const char *path = tmp_path("round_trip");
+    const char *path = state_path();
     CHECK(ts_run_state_save(path, &s) == 0);
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -80,9 +81,12 @@ static void test_round_trip(void)
     CHECK(ts_run_state_save("/nonexistent-dir/x.state", &d) == TS_ERR_IO);
 }
 
-static unsigned char *read_all(const char *path, size_t *len)
+/* The bytes of sample_state() saved to a file (malloc'd). */
+static unsigned char *saved_bytes(size_t *len)
 {
-    FILE *f = fopen(path, "rb");
+    ts_run_state s = sample_state();
+    CHECK(ts_run_state_save(state_path(), &s) == 0);
+    FILE *f = fopen(state_path(), "rb");
     CHECK(f != NULL);
     fseek(f, 0, SEEK_END);
     *len = (size_t)ftell(f);
@@ -96,11 +100,9 @@ static unsigned char *read_all(const char *path, size_t *len)
 /* Every proper prefix of a state file is refused, with a message, leaving s empty. */
 static void test_truncations_refused(void)
 {
-    ts_run_state s = sample_state(), back;
-    const char *path = tmp_path("truncated");
-    CHECK(ts_run_state_save(path, &s) == 0);
+    ts_run_state back;
     size_t len;
-    unsigned char *buf = read_all(path, &len);
+    unsigned char *buf = saved_bytes(&len);
     CHECK(ts_run_state_load_memory(buf, len, &back) == 0);
     ts_run_state_free(&back);
     for (size_t cut = 0; cut < len; cut++) {
@@ -172,7 +174,7 @@ static void test_bad_fields_refused(void)
         {"rng dtype", GOOD_META, {X, PREV, {"rng.mt19937", TS_DTYPE_I32, 1, {625}}}, 3, TS_ERR_FORMAT},
         {"extra tensor", GOOD_META, {X, PREV, RNG, {"y", TS_DTYPE_F32, 1, {2}}}, 4, TS_ERR_FORMAT},
     };
-    const char *path = tmp_path("bad_field");
+    const char *path = state_path();
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         static const char *const keys[] = {"format", "version", "phase", "pass", "step", "steps", "parameters"};
         const char *k[7], *v[7];
@@ -197,11 +199,9 @@ static void test_bad_fields_refused(void)
 /* A generator index outside the MT19937 state is refused rather than used. */
 static void test_bad_generator_index_refused(void)
 {
-    ts_run_state s = sample_state(), back;
-    const char *path = tmp_path("rng_index");
-    CHECK(ts_run_state_save(path, &s) == 0);
+    ts_run_state back;
     size_t len;
-    unsigned char *buf = read_all(path, &len);
+    unsigned char *buf = saved_bytes(&len);
     uint32_t index = 625; /* the last word of the file is the index */
     memcpy(buf + len - 4, &index, 4);
     CHECK(ts_run_state_load_memory(buf, len, &back) == TS_ERR_FORMAT);

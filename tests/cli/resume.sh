@@ -5,17 +5,7 @@
 # (euler_a: step noise; dpmpp_2m: history; inpainting; a batch).  A run whose sampling or VAE
 # decode fails for lack of memory (TESSERA_MAX_ARENA) is kept the same way; a decode that only
 # the tiled decoder can fit falls back to it.  Bad state files and flags: one line, non-zero exit.
-set -u
-tessera=${1:?usage: resume.sh /path/to/tessera}
-shared=${TESSERA_SHARED:?}
-here=$(cd "$(dirname "$0")" && pwd)
-tmp=${TESSERA_TEST_TMP:-/tmp}/cli_resume
-model=$shared/golden/pipeline_sd15/model.safetensors
-[ -f "$model" ] || exit 77
-command -v python3 >/dev/null || exit 77
-rm -rf "$tmp" && mkdir -p "$tmp"
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
+. "$(dirname "$0")/lib/sd15.sh" "$@" cli_resume
 gen() { "$tessera" generate --unet-heads 2 --clip-heads 2 -m "$model" -p "a red fox" -W 64 -H 48 --steps 4 --seed 5 "$@"; }
 resume() { "$tessera" generate --resume "$@"; }
 meta() { python3 -c 'import json, struct, sys
