@@ -334,7 +334,7 @@ static char *settings_json(const gen_args *a, const ts_sd_request *r, uint64_t s
                 {"clip-skip", a->clip_skip}, {"threads", a->threads}, {"width", r->width}, {"height", r->height},
                 {"steps", r->steps}, {"batch-count", a->batch}, {"batch-index", index}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-        if (ints[i].value || !strcmp(ints[i].key, "batch-index"))
+        if (ints[i].value)
             add_number(o, ints[i].key, "%.0f", ints[i].value);
     char buf[32];
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
@@ -693,7 +693,8 @@ static int run(const gen_args *a, const ts_run_state *from)
         fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
     }
     const char *stop_after = getenv("TESSERA_STOP_AFTER_STEP");
-    progress_bar bar = {.images = a->batch, .tty = isatty(STDERR_FILENO), .stop_after = stop_after ? atoi(stop_after) : -1};
+    progress_bar bar = {.images = a->batch, .tty = isatty(STDERR_FILENO),
+                        .stop_after = stop_after ? atoi(stop_after) : -1};
     s.req.cond = prompts.cond;
     s.req.uncond = prompts.uncond;
     s.req.progress = draw_progress;

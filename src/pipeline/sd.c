@@ -388,6 +388,8 @@ static int decode(const ts_sd_model *m, sd_denoiser *d, float *x, float *image)
     size_t mark = ts_arena_mark(d->arena);
     ts_tensor lat = ts_tensor_view(x, 4, (int64_t[]){1, 4, d->h, d->w}), out;
     int rc = ts_vae_decode(&m->vae, &lat, d->arena, &out);
+    /* Rather than lose the run: the exact tiled decode holds one tile's activations,
+     * and smaller tiles hold less. */
     for (int tile = TS_VAE_TILE_DEFAULT; rc == TS_ERR_NOMEM && tile >= 16; tile /= 2) {
         ts_arena_reset(d->arena, mark);
         rc = ts_vae_decode_tiled(&m->vae, &lat, &(ts_vae_tiling){.tile = tile}, d->arena, &out);
@@ -437,7 +439,8 @@ static int check_resume(const ts_sd_request *r, const ts_run_state *from)
     if (from->pass != 0)
         return ts_fail(TS_ERR_ARG, "cannot continue pass %d: this pipeline makes one pass", from->pass);
     if (memcmp(s, want, sizeof want))
-        return ts_fail(TS_ERR_ARG, "the run to continue has a [%lld, %lld, %lld, %lld] latent, this request [1, 4, %d, %d]",
+        return ts_fail(TS_ERR_ARG, "the run to continue has a [%lld, %lld, %lld, %lld] latent, this request "
+                                   "[1, 4, %d, %d]",
                        (long long)s[0], (long long)s[1], (long long)s[2], (long long)s[3], r->height / 8, r->width / 8);
     if (from->steps != r->steps || (!sampling && from->step != from->steps))
         return ts_fail(TS_ERR_ARG, "the run to continue stopped at step %d of %d; this request has %d steps",
