@@ -10,8 +10,18 @@
  * output carries no timestamp).  Sizes that the model cannot take are refused
  * with the nearest valid ones named, rather than silently changed: a user who asks
  * for 1000 pixels should know they are getting 960 or 1024.
+ *
+ * A run is never lost: Ctrl-C or SIGTERM stops it at the next step boundary, and a
+ * failure once sampling has begun (the VAE decode's included) stops it too; either
+ * way OUT.state receives the settings and where the run stood, and
+ * `--resume OUT.state` finishes it with the file the uninterrupted run writes.  The
+ * environment variable TESSERA_STOP_AFTER_STEP=N (for tests) raises SIGINT after
+ * the Nth step the process makes (passes and images counted together): a Ctrl-C at a
+ * known moment, which a signal sent from outside is not.
  */
+#include <cjson/cJSON.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,13 +35,15 @@
 #include "core/threads.h"
 #include "io/image.h"
 #include "pipeline/highres.h"
+#include "pipeline/run_state.h"
 #include "pipeline/sd.h"
 #include "pipeline/sd_text.h"
 
 static void generate_usage(FILE *f)
 {
     fprintf(f,
-            "usage: tessera generate -m MODEL -p PROMPT -o OUT [options]\n\n"
+            "usage: tessera generate -m MODEL -p PROMPT -o OUT [options]\n"
+            "       tessera generate --resume OUT.state [--threads N]\n\n"
             "Stable Diffusion 1.x, 2.x and SDXL.  The mode follows from the inputs:\n"
             "  txt2img      (no image)\n"
             "  img2img      --init-image IMG [--strength S]\n"
@@ -88,9 +100,16 @@ static void generate_usage(FILE *f)
             "                          exceeds 1024x1024; 0 = untiled); exact, seam-free\n"
             "output:\n"
             "  -o, --output OUT        .png or .jpg; with --batch-count N > 1: OUT-1.png ... OUT-N.png\n"
-            "      --threads N         worker threads (default: every core)\n\n"
+            "      --threads N         worker threads (default: every core)\n"
+            "      --resume FILE       finish the run that FILE (OUT.state) holds, with its settings:\n"
+            "                          the image the uninterrupted run gives; FILE is removed then\n\n"
             "Inpainting repaints where the mask is white; pixels where the (blurred) mask is 0 are\n"
-            "copied from the input unchanged.  The mask must have the image's size.\n");
+            "copied from the input unchanged.  The mask must have the image's size.\n\n"
+            "Ctrl-C or SIGTERM stops at the end of the current step (exit 130, or 143 for SIGTERM;\n"
+            "a second Ctrl-C quits at once); so does a failure once sampling has begun (exit 1).\n"
+            "The run is then kept in OUT.state for --resume.  When the VAE decode does not fit in\n"
+            "memory the exact tiled decode takes over.  TESSERA_MAX_ARENA=SIZE (bytes, or with K,\n"
+            "M or G) caps the activation memory.\n");
 }
 
 #define MAX_REGIONS 16
@@ -99,13 +118,14 @@ static void generate_usage(FILE *f)
 typedef struct {
     double x, y, w, h;
     int frac;
-    const char *mask_file, *prompt;
+    const char *spec, *mask_file, *prompt; /* spec: the option's value as given */
 } region_arg;
 
 typedef struct {
     ts_sd_files files;
-    const char *prompt, *negative, *out, *init_image, *mask, *sampler, *scheduler, *hires;
+    const char *prompt, *negative, *out, *init_image, *mask, *sampler, *scheduler, *hires, *resume;
     int width, height, steps, batch, clip_skip, threads, instruct, has_seed;
+    int first_image; /* a resumed batch continues at this image */
     int tile, tile_overlap, tile_batch, vae_tile, hires_w, hires_h, region_count;
     ts_tile_blend tile_blend;
     double cfg, strength, mask_blur, image_cfg, hires_strength, skip_residual;
@@ -162,12 +182,12 @@ static int parse_region(gen_args *a, const char *val, int is_mask)
     if (!colon || colon == val || !colon[1])
         return -1;
     region_arg *g = &a->regions[a->region_count];
-    *g = (region_arg){.prompt = colon + 1};
+    *g = (region_arg){.spec = val, .prompt = colon + 1};
     if (is_mask) {
         char *file = strndup(val, (size_t)(colon - val));
         if (!file)
             return -1;
-        g->mask_file = file; /* lives as long as the process */
+        g->mask_file = file; /* freed by cmd_generate */
     } else {
         char tail;
         if (sscanf(val, "%lf,%lf,%lf,%lf%c", &g->x, &g->y, &g->w, &g->h, &tail) != 5 || tail != ':' ||
@@ -242,6 +262,8 @@ static int set_option(gen_args *a, const char *arg, const char *val)
         a->sampler = val;
     else if (!strcmp(arg, "--scheduler"))
         a->scheduler = val;
+    else if (!strcmp(arg, "--resume"))
+        a->resume = val;
     else if (!strcmp(arg, "-W") || !strcmp(arg, "--width"))
         bad = parse_int(val, 1, TS_IMAGE_MAX_SIDE, &a->width);
     else if (!strcmp(arg, "-H") || !strcmp(arg, "--height"))
@@ -277,49 +299,32 @@ static int set_option(gen_args *a, const char *arg, const char *val)
     return bad ? bad_value(arg, val) : 0;
 }
 
-/* Returns 0, 2 for bad usage, -1 after --help. */
-static int parse_args(int argc, char **argv, gen_args *a)
+static int is_valued(const char *arg)
+{
+    static const char *const valued[] = {
+        "-m", "--model", "--vae", "--clip-l", "--clip-g", "--prediction", "--unet-heads", "--clip-heads",
+        "-p", "--prompt", "-n", "--negative-prompt", "--clip-skip", "-W", "--width", "-H", "--height",
+        "--steps", "--cfg", "--sampler", "--scheduler", "--seed", "--batch-count", "--init-image",
+        "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads", "--resume", "--tile",
+        "--tile-overlap", "--tile-batch", "--tile-blend", "--vae-tile", "--hires", "--hires-strength",
+        "--hires-size", "--skip-residual", "--region", "--region-mask"};
+    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
+        if (!strcmp(arg, valued[k]))
+            return 1;
+    return 0;
+}
+
+static void set_defaults(gen_args *a)
 {
     *a = (gen_args){.negative = "", .sampler = "dpmpp_2m", .scheduler = "karras", .steps = 20, .batch = 1,
                     .cfg = -1, .strength = -1, .mask_blur = 4, .image_cfg = 1.5, .hires = "auto",
                     .tile = -1, .tile_overlap = -1, .tile_batch = 2, .tile_blend = TS_TILE_BLEND_GAUSSIAN,
                     .vae_tile = -1, .hires_strength = 0.6, .skip_residual = 3};
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            generate_usage(stdout);
-            return -1;
-        }
-        if (!strcmp(arg, "--instruct")) {
-            a->instruct = 1;
-            continue;
-        }
-        if (arg[0] != '-') {
-            fprintf(stderr, "tessera generate: unexpected argument '%s' (see --help)\n", arg);
-            return 2;
-        }
-        static const char *const valued[] = {
-            "-m", "--model", "--vae", "--clip-l", "--clip-g", "--prediction", "--unet-heads", "--clip-heads",
-            "-p", "--prompt", "-n", "--negative-prompt", "--clip-skip", "-W", "--width", "-H", "--height",
-            "--steps", "--cfg", "--sampler", "--scheduler", "--seed", "--batch-count", "--init-image",
-            "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads", "--tile",
-            "--tile-overlap", "--tile-batch", "--tile-blend", "--vae-tile", "--hires", "--hires-strength",
-            "--hires-size", "--skip-residual", "--region", "--region-mask"};
-        int known = 0;
-        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
-            known |= !strcmp(arg, valued[k]);
-        if (!known) {
-            fprintf(stderr, "tessera generate: unknown option '%s' (see --help)\n", arg);
-            return 2;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "tessera generate: %s needs a value\n", arg);
-            return 2;
-        }
-        int rc = set_option(a, arg, argv[++i]);
-        if (rc)
-            return rc;
-    }
+}
+
+/* What the options must satisfy together; 0 or 2. */
+static int check_args(const gen_args *a)
+{
     const char *missing = !a->files.model ? "-m MODEL" : !a->prompt ? "-p PROMPT" : !a->out ? "-o OUT" : NULL;
     if (missing) {
         fprintf(stderr, "tessera generate: %s is required (see --help)\n", missing);
@@ -341,12 +346,216 @@ static int parse_args(int argc, char **argv, gen_args *a)
     return 0;
 }
 
+/* Returns 0, 2 for bad usage, -1 after --help. */
+static int parse_args(int argc, char **argv, gen_args *a)
+{
+    set_defaults(a);
+    int others = 0; /* options besides --threads and --resume */
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            generate_usage(stdout);
+            return -1;
+        }
+        if (!strcmp(arg, "--instruct")) {
+            a->instruct = 1;
+            others++;
+            continue;
+        }
+        if (arg[0] != '-') {
+            fprintf(stderr, "tessera generate: unexpected argument '%s' (see --help)\n", arg);
+            return 2;
+        }
+        if (!is_valued(arg)) {
+            fprintf(stderr, "tessera generate: unknown option '%s' (see --help)\n", arg);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "tessera generate: %s needs a value\n", arg);
+            return 2;
+        }
+        others += strcmp(arg, "--threads") && strcmp(arg, "--resume");
+        int rc = set_option(a, arg, argv[++i]);
+        if (rc)
+            return rc;
+    }
+    if (a->resume && others) {
+        fprintf(stderr, "tessera generate: --resume takes its settings from the file; only --threads may be given\n");
+        return 2;
+    }
+    return a->resume ? 0 : check_args(a);
+}
+
+/* ---- run state ---------------------------------------------------------------- */
+
+/* path made absolute (against the working directory), so that a resumed run finds
+ * its files from anywhere, then ":" and tail when a tail is given (a --region-mask's
+ * prompt). */
+static void add_path_prefixed(cJSON *o, const char *key, const char *path, const char *tail)
+{
+    char cwd[4096], buf[12288];
+    int absolute = path[0] == '/' || !getcwd(cwd, sizeof cwd);
+    snprintf(buf, sizeof buf, "%s%s%s%s%s", absolute ? "" : cwd, absolute ? "" : "/", path, tail ? ":" : "",
+             tail ? tail : "");
+    cJSON_AddStringToObject(o, key, buf);
+}
+
+static void add_path(cJSON *o, const char *key, const char *path)
+{
+    if (path)
+        add_path_prefixed(o, key, path, NULL);
+}
+
+static void add_number(cJSON *o, const char *key, const char *fmt, double v)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, fmt, v);
+    cJSON_AddStringToObject(o, key, buf);
+}
+
+/* The high-resolution options that were given (the others resolve the same again). */
+static void add_highres_settings(cJSON *o, const gen_args *a)
+{
+    const struct {
+        const char *key;
+        int value;
+    } ints[] = {{"tile", a->tile}, {"tile-overlap", a->tile_overlap}, {"vae-tile", a->vae_tile}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (ints[i].value >= 0)
+            add_number(o, ints[i].key, "%.0f", ints[i].value);
+    add_number(o, "tile-batch", "%.0f", a->tile_batch);
+    cJSON_AddStringToObject(o, "tile-blend", ts_tile_blend_name(a->tile_blend));
+    cJSON_AddStringToObject(o, "hires", a->hires);
+    add_number(o, "hires-strength", "%.17g", a->hires_strength);
+    add_number(o, "skip-residual", "%.17g", a->skip_residual);
+    if (a->hires_w) {
+        char size[32];
+        snprintf(size, sizeof size, "%dx%d", a->hires_w, a->hires_h);
+        cJSON_AddStringToObject(o, "hires-size", size);
+    }
+    /* Repeated keys, in order: a region list is a repeated option. */
+    for (int k = 0; k < a->region_count; k++) {
+        if (a->regions[k].mask_file)
+            add_path_prefixed(o, "region-mask", a->regions[k].mask_file, a->regions[k].prompt);
+        else
+            cJSON_AddStringToObject(o, "region", a->regions[k].spec);
+    }
+}
+
+/* The settings of image `index` of a run as the options that give them (long names
+ * without the dashes, values as typed), with what the run resolved (seed, size,
+ * guidance, strength) written out; so --resume repeats the run exactly. */
+static char *settings_json(const gen_args *a, const ts_sd_request *r, uint64_t seed, int index)
+{
+    cJSON *o = cJSON_CreateObject();
+    add_path(o, "model", a->files.model);
+    add_path(o, "vae", a->files.vae);
+    add_path(o, "clip-l", a->files.clip_l);
+    add_path(o, "clip-g", a->files.clip_g);
+    add_path(o, "init-image", a->init_image);
+    add_path(o, "mask", a->mask);
+    add_path(o, "output", a->out);
+    cJSON_AddStringToObject(o, "prompt", a->prompt);
+    cJSON_AddStringToObject(o, "negative-prompt", a->negative);
+    cJSON_AddStringToObject(o, "sampler", a->sampler);
+    cJSON_AddStringToObject(o, "scheduler", a->scheduler);
+    if (a->files.prediction != TS_SD_PRED_AUTO)
+        cJSON_AddStringToObject(o, "prediction", a->files.prediction == TS_SD_PRED_V ? "v" : "eps");
+    if (a->instruct)
+        cJSON_AddStringToObject(o, "instruct", "yes");
+    const struct {
+        const char *key;
+        int value;
+    } ints[] = {{"unet-heads", a->files.unet.num_heads}, {"clip-heads", a->files.clip_heads},
+                {"clip-skip", a->clip_skip}, {"threads", a->threads}, {"width", r->width}, {"height", r->height},
+                {"steps", r->steps}, {"batch-count", a->batch}, {"batch-index", index}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (ints[i].value)
+            add_number(o, ints[i].key, "%.0f", ints[i].value);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
+    cJSON_AddStringToObject(o, "seed", buf);
+    add_number(o, "cfg", "%.17g", r->cfg);
+    add_number(o, "strength", "%.17g", r->strength);
+    add_number(o, "mask-blur", "%.17g", a->mask_blur);
+    add_number(o, "image-cfg", "%.17g", r->image_cfg);
+    add_highres_settings(o, a);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return json;
+}
+
+/* One setting of a run state, applied as its option would be (so a state file gets
+ * the command line's validation); 0, or 2 after the message. */
+static int apply_setting(const cJSON *e, const char *path, gen_args *a)
+{
+    char flag[64];
+    const char *key = e->string, *value = e->valuestring;
+    snprintf(flag, sizeof flag, "--%.60s", key);
+    if (!cJSON_IsString(e) || strlen(key) > 60 || !strcmp(key, "resume") ||
+        (strcmp(key, "instruct") && strcmp(key, "batch-index") && !is_valued(flag))) {
+        fprintf(stderr, "tessera generate: %s: the setting '%.60s' is not one this version knows\n", path, key);
+        return 2;
+    }
+    if (!strcmp(key, "instruct"))
+        a->instruct = 1;
+    else if (!strcmp(key, "batch-index"))
+        return parse_int(value, 0, 9999, &a->first_image) ? bad_value(flag, value) : 0;
+    else
+        return set_option(a, flag, value);
+    return 0;
+}
+
+/* The run's settings back from its state (st->params): in a, whose strings point
+ * into *tree; --threads given with --resume wins over the state's. */
+static int restore_settings(const ts_run_state *st, const char *path, gen_args *a, cJSON **tree)
+{
+    int threads = a->threads;
+    set_defaults(a);
+    a->resume = path;
+    *tree = cJSON_Parse(st->params);
+    const cJSON *e;
+    int rc = 0;
+    cJSON_ArrayForEach(e, *tree)
+    {
+        rc = apply_setting(e, path, a);
+        if (rc)
+            return rc;
+    }
+    if (threads)
+        a->threads = threads;
+    rc = check_args(a);
+    if (rc == 0 && a->first_image >= a->batch) {
+        fprintf(stderr, "tessera generate: %s: image %d of a batch of %d\n", path, a->first_image + 1, a->batch);
+        rc = 2;
+    }
+    return rc;
+}
+
 /* ---- progress ----------------------------------------------------------------- */
 
 typedef struct {
     double start;
     int image, images, tty;
+    int first;      /* the step the run (re)started at */
+    int stop_after; /* TESSERA_STOP_AFTER_STEP */
+    int steps_made; /* by this process, over all passes and images */
 } progress_bar;
+
+/* The signal that asked the run to stop (SIGINT, SIGTERM), or 0. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+/* The first SIGINT or SIGTERM stops the run at the next step boundary; the handler
+ * then resets, so a second one ends the process at once. */
+static void catch_stop_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 static double now(void)
 {
@@ -360,7 +569,7 @@ static double now(void)
 static int draw_progress(void *ctx, int done, int steps)
 {
     progress_bar *p = ctx;
-    double spent = now() - p->start, rate = spent > 0 ? done / spent : 0;
+    double spent = now() - p->start, rate = spent > 0 ? (done - p->first) / spent : 0;
     char bar[21];
     for (int i = 0; i < 20; i++)
         bar[i] = i < done * 20 / steps ? '#' : '.';
@@ -375,7 +584,11 @@ static int draw_progress(void *ctx, int done, int steps)
         snprintf(image, sizeof image, "image %d/%d ", p->image + 1, p->images);
     fprintf(stderr, "%s%sstep %d/%d [%s] %s, ETA %.0f s%s", p->tty ? "\r" : "", image, done, steps, bar, speed,
             rate > 0 ? (steps - done) / rate : 0.0, p->tty && done < steps ? "   " : "\n");
-    return 0;
+    if (++p->steps_made == p->stop_after)
+        raise(SIGINT);
+    if (stop_signal && p->tty)
+        fputc('\n', stderr);
+    return stop_signal != 0;
 }
 
 /* ---- images ------------------------------------------------------------------- */
@@ -636,8 +849,7 @@ static int prepare(const gen_args *a, gen_state *s)
         s->pixels = malloc((size_t)3 * r->width * r->height * sizeof *s->pixels);
         /* Address space only: pages are committed as a step touches them. */
         s->arena = ts_arena_create((size_t)64 << 30);
-        if (!s->pixels || !s->arena)
-            rc = ts_fail(TS_ERR_NOMEM, "out of memory");
+        rc = !s->arena ? TS_ERR_NOMEM : !s->pixels ? ts_fail(TS_ERR_NOMEM, "out of memory") : 0;
     }
     return rc;
 }
@@ -663,10 +875,42 @@ static int write_image(const gen_args *a, gen_state *s, int index, uint64_t seed
     return rc;
 }
 
-static int run(const gen_args *a)
+/* Where a stopped run is kept, and how that went. */
+typedef struct {
+    char *settings; /* settings_json of the image being made */
+    char path[4096];
+    char why[512]; /* the message the run stopped with */
+    int saved;     /* 1: saved; -1: saving failed (the message says why) */
+} stop_ctx;
+
+static void save_run(void *ctx, const ts_run_state *state)
+{
+    stop_ctx *c = ctx;
+    snprintf(c->why, sizeof c->why, "%s", ts_error_message());
+    ts_run_state s = *state;
+    s.params = c->settings;
+    c->saved = ts_run_state_save(c->path, &s) == 0 ? 1 : -1;
+}
+
+/* One line on why the run stopped and how to resume it; returns the exit status. */
+static int report_stop(const stop_ctx *c, int rc)
+{
+    if (c->saved > 0)
+        fprintf(stderr, "tessera generate: %s; resume with: tessera generate --resume %s\n", c->why, c->path);
+    else if (c->saved < 0)
+        fprintf(stderr, "tessera generate: %s; the run could not be kept: %s\n", c->why, ts_error_message());
+    else
+        fprintf(stderr, "tessera generate: %s\n", ts_error_message());
+    return rc == TS_ERR_CANCELLED ? 128 + (stop_signal ? stop_signal : SIGINT) : 1;
+}
+
+/* Makes the images (from the state `from` on, when resuming); returns the exit status. */
+static int run(const gen_args *a, const ts_run_state *from)
 {
     gen_state s = {0};
     ts_sd_prompts prompts = {0};
+    stop_ctx stop = {0};
+    snprintf(stop.path, sizeof stop.path, "%s.state", a->out);
     int rc = prepare(a, &s);
     rc = rc ? rc : ts_sd_encode_prompts(s.model, a->prompt, a->negative, a->clip_skip, &prompts);
     uint64_t seed = a->seed;
@@ -676,7 +920,9 @@ static int run(const gen_args *a)
         seed &= 0xffffffffu; /* what the UIs accept and show */
         fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
     }
-    progress_bar bar = {.images = a->batch, .tty = isatty(STDERR_FILENO)};
+    const char *stop_after = getenv("TESSERA_STOP_AFTER_STEP");
+    progress_bar bar = {.images = a->batch, .tty = isatty(STDERR_FILENO),
+                        .stop_after = stop_after ? atoi(stop_after) : -1};
     for (int k = 0; rc == 0 && k < a->region_count; k++) {
         rc = ts_sd_encode_prompts(s.model, a->regions[k].prompt, a->negative, a->clip_skip, &s.region_prompts[k]);
         s.regions[k].cond = s.region_prompts[k].cond;
@@ -687,13 +933,20 @@ static int run(const gen_args *a)
     s.req.uncond = prompts.uncond;
     s.req.progress = draw_progress;
     s.req.progress_ctx = &bar;
-    for (int i = 0; i < a->batch && rc == 0; i++) {
+    s.req.resume = (ts_sd_resume){.from = from, .on_stop = save_run, .ctx = &stop};
+    for (int i = a->first_image; i < a->batch && rc == 0; i++) {
         s.req.seed = seed + (uint64_t)i;
         bar.image = i;
+        bar.first = s.req.resume.from ? from->step : 0;
         bar.start = now();
-        rc = s.use_highres ? ts_sd_generate_highres(s.model, &s.req, &s.highres, s.arena, s.pixels)
-                           : ts_sd_generate(s.model, &s.req, s.arena, s.pixels);
+        free(stop.settings);
+        stop.settings = settings_json(a, &s.req, seed, i);
+        rc = stop.settings ? 0 : ts_fail(TS_ERR_NOMEM, "out of memory");
+        if (rc == 0)
+            rc = s.use_highres ? ts_sd_generate_highres(s.model, &s.req, &s.highres, s.arena, s.pixels)
+                               : ts_sd_generate(s.model, &s.req, s.arena, s.pixels);
         rc = rc ? rc : write_image(a, &s, i, s.req.seed);
+        s.req.resume.from = NULL;
     }
     ts_sd_prompts_free(&prompts);
     for (int k = 0; k < a->region_count; k++)
@@ -705,7 +958,10 @@ static int run(const gen_args *a)
     free(s.mask);
     ts_image_free(&s.in);
     ts_sd_free(s.model);
-    return rc;
+    free(stop.settings);
+    if (rc == 0 && a->resume)
+        unlink(a->resume);
+    return rc ? report_stop(&stop, rc) : 0;
 }
 
 int cmd_generate(int argc, char **argv)
@@ -714,13 +970,22 @@ int cmd_generate(int argc, char **argv)
     int status = parse_args(argc, argv, &a);
     if (status)
         return status < 0 ? 0 : status;
-    ts_threads_set(a.threads);
-    int rc = run(&a);
-    for (int k = 0; k < a.region_count; k++)
-        free((char *)a.regions[k].mask_file);
-    if (rc < 0) {
+    ts_run_state from = {0};
+    cJSON *settings = NULL;
+    if (a.resume && ts_run_state_load(a.resume, &from)) {
         fprintf(stderr, "tessera generate: %s\n", ts_error_message());
         return 1;
     }
-    return 0;
+    if (a.resume)
+        status = restore_settings(&from, a.resume, &a, &settings);
+    if (status == 0) {
+        ts_threads_set(a.threads);
+        catch_stop_signals();
+        status = run(&a, a.resume ? &from : NULL);
+    }
+    cJSON_Delete(settings);
+    ts_run_state_free(&from);
+    for (int k = 0; k < a.region_count; k++)
+        free((char *)a.regions[k].mask_file);
+    return status;
 }

@@ -20,8 +20,28 @@ struct ts_arena {
     int hold_pages;
 };
 
+/* TESSERA_MAX_ARENA caps every arena: bytes, with an optional K, M or G suffix.
+ * Returns 0 and leaves *cap alone when it is unset. */
+static int env_limit(size_t *cap)
+{
+    const char *s = getenv("TESSERA_MAX_ARENA");
+    if (!s)
+        return 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+    end += shift != 0;
+    if (!s[0] || s[0] == '-' || *end || v == 0 || v > (SIZE_MAX >> shift))
+        return ts_fail(TS_ERR_ARG, "TESSERA_MAX_ARENA=%s: not a size (bytes, or a number with K, M or G)", s);
+    if ((size_t)v << shift < *cap)
+        *cap = (size_t)v << shift;
+    return 0;
+}
+
 ts_arena *ts_arena_create(size_t capacity)
 {
+    if (env_limit(&capacity))
+        return NULL;
     ts_arena *a = calloc(1, sizeof *a);
     if (!a) {
         ts_fail(TS_ERR_NOMEM, "out of memory creating an arena");
@@ -54,8 +74,8 @@ void *ts_arena_alloc(ts_arena *a, size_t bytes)
 {
     size_t start = (a->used + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
     if (start > a->capacity || bytes > a->capacity - start) {
-        ts_fail(TS_ERR_NOMEM, "activation arena full: %zu MiB requested, %zu of %zu MiB in use", bytes >> 20,
-                a->used >> 20, a->capacity >> 20);
+        ts_fail(TS_ERR_NOMEM, "activation arena full: %.1f MiB requested, %.1f of %.1f MiB in use",
+                (double)bytes / 1048576, (double)a->used / 1048576, (double)a->capacity / 1048576);
         return NULL;
     }
     a->used = start + bytes;

@@ -16,7 +16,10 @@
 
 typedef struct ts_arena ts_arena;
 
-/* Reserves `capacity` bytes of address space. Returns NULL (and sets the error) on failure. */
+/* Reserves `capacity` bytes of address space. Returns NULL (and sets the error) on failure.
+ * The environment variable TESSERA_MAX_ARENA (bytes, or a number with a K, M or G
+ * suffix) lowers every arena's capacity to that size: a run then fails, or takes its
+ * low-memory path, exactly where a machine with that much memory would. */
 ts_arena *ts_arena_create(size_t capacity);
 void ts_arena_destroy(ts_arena *a);
 

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/error.h"
 
@@ -26,12 +27,13 @@ void ts_sd_highres_first_size(const ts_sd_model *m, int width, int height, int *
     *h1 = round_to(side / sqrt(aspect), m->size_multiple, height);
 }
 
-/* The first pass: the same prompts and seed at the small size, untiled, no regions
- * (a region's rectangle means the same fraction of both canvases, so regions are
- * kept, scaled by the resize their masks get anyway). */
-static int first_pass(const ts_sd_model *m, const ts_sd_request *r, int w1, int h1, ts_arena *arena, float *latent)
+/* The first pass: the same prompts, regions and seed at the small size, untiled. */
+static int first_pass(const ts_sd_model *m, const ts_sd_request *r, int w1, int h1, const ts_run_state *from,
+                      ts_arena *arena, float *latent)
 {
     ts_sd_request first = *r;
+    first.resume.pass = 0;
+    first.resume.from = from;
     first.width = w1;
     first.height = h1;
     first.tiling = (ts_tile_config){0};
@@ -80,9 +82,14 @@ int ts_sd_generate_highres(const ts_sd_model *m, const ts_sd_request *r, const t
     float *small = malloc(sizeof *small * 4 * (size_t)(w1 / 8) * (h1 / 8));
     float *up = malloc(sizeof *up * 4 * (size_t)lw * lh);
     int rc = small && up ? 0 : ts_fail(TS_ERR_NOMEM, "out of memory for the %dx%d canvas", r->width, r->height);
-    rc = rc ? rc : first_pass(m, r, w1, h1, arena, small);
+    /* A stopped run continues in the pass it stopped in; the first pass is made again
+     * when the refinement needs its latent (it is deterministic, and small). */
+    const ts_run_state *from = r->resume.from;
+    int decode_only = from && from->pass == 1 && !strcmp(from->phase, "decode");
+    if (rc == 0 && !decode_only)
+        rc = first_pass(m, r, w1, h1, from && from->pass == 0 ? from : NULL, arena, small);
     if (rc == 0) {
-        for (int c = 0; c < 4; c++)
+        for (int c = 0; c < 4 && !decode_only; c++)
             ts_resize_bilinear(small + (size_t)c * (h1 / 8) * (w1 / 8), h1 / 8, w1 / 8, up + (size_t)c * lh * lw, lh,
                                lw);
         ts_sd_request second = *r;
@@ -92,6 +99,8 @@ int ts_sd_generate_highres(const ts_sd_model *m, const ts_sd_request *r, const t
         second.skip_residual = h->skip_residual;
         /* Fresh noise for the refinement, as a different seed stream from the first pass. */
         second.seed = r->seed + 0x9e3779b97f4a7c15ull;
+        second.resume.pass = 1;
+        second.resume.from = from && from->pass == 1 ? from : NULL;
         rc = ts_sd_generate(m, &second, arena, image);
     }
     free(small);

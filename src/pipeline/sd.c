@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "models/vae_tiled.h"
 #include "pipeline/tiles.h"
 #include "sample/rng.h"
 
@@ -208,21 +209,14 @@ static int sd_denoise(void *user, const float *x, size_t n, double sigma, float 
     return 0;
 }
 
-typedef struct {
-    sd_denoiser *d;
-    int steps;
-    const float *sigmas;
-    float *scratch; /* [n] */
-} step_ctx;
-
 static int on_step(void *user, int i, int steps, double sigma, const float *x, const float *denoised)
 {
-    step_ctx *s = user;
+    sd_denoiser *d = user;
+    (void)steps;
     (void)sigma;
-    probe_latent(s->d, "x", i, x);
-    probe_latent(s->d, "denoised", i, denoised);
-    const ts_sd_request *r = s->d->r;
-    return r->progress ? r->progress(r->progress_ctx, i + 1, steps) : 0;
+    probe_latent(d, "x", i, x);
+    probe_latent(d, "denoised", i, denoised);
+    return 0;
 }
 
 void ts_resize_bilinear(const float *src, int h, int w, float *dst, int dh, int dw)
@@ -467,40 +461,63 @@ static int draw_noise(const ts_sd_request *r, float *noise, size_t n)
     return ts_torch_randn(&g, noise, n);
 }
 
+/* What a run keeps at every step boundary: the state a stop there (by the caller, or
+ * by a failure in the next step) hands to ts_sd_resume.on_stop. */
+typedef struct {
+    sd_denoiser *d;
+    const float *sigmas;
+    ts_run_state *at;
+    float *prev; /* at->prev's storage once a step is done */
+    const ts_mt19937 *rng;
+} boundary;
+
 /* DemoFusion's skip residual: early in the run the sample is pulled towards the
  * init latent noised to the current level, with a weight decaying as a cosine to 0,
  * so the global layout of the first pass survives while the tiles add detail. */
-static int between_steps(void *user, int done, int steps, float *x, const float *prev, size_t n)
+static void skip_residual(const boundary *b, int done, int steps, float *x, size_t n)
 {
-    step_ctx *s = user;
-    const sd_denoiser *d = s->d;
-    (void)prev;
+    const sd_denoiser *d = b->d;
     double c = pow((1 + cos(M_PI * done / steps)) / 2, d->r->skip_residual);
-    if (d->r->skip_residual > 0 && c > 0) {
-        ts_pred_noise_scaling(d->m->prediction, s->sigmas[done], d->noise, d->init, 0, s->scratch, n);
-        for (size_t i = 0; i < n; i++)
-            x[i] = (float)(c * s->scratch[i] + (1 - c) * x[i]);
-    }
+    if (d->r->skip_residual <= 0 || c <= 0)
+        return;
+    ts_pred_noise_scaling(d->m->prediction, b->sigmas[done], d->noise, d->init, 0, d->x_in, n);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(c * d->x_in[i] + (1 - c) * x[i]);
+}
+
+static int at_boundary(void *user, int done, int steps, float *x, const float *prev, size_t n)
+{
+    boundary *b = user;
+    skip_residual(b, done, steps, x, n);
+    memcpy(b->at->x, x, n * sizeof *x);
+    memcpy(b->prev, prev, n * sizeof *prev);
+    b->at->prev = b->prev;
+    b->at->rng = *b->rng;
+    b->at->step = done;
+    const ts_sd_request *r = b->d->r;
+    if (r->progress && r->progress(r->progress_ctx, done, steps))
+        return ts_fail(TS_ERR_CANCELLED, "cancelled after step %d of %d", done, steps);
     return 0;
 }
 
-/* Samples from the starting point to the final model-space latent x. */
-static int sample(sd_denoiser *d, const float *sigmas, float *x)
+/* Samples from x to the final model-space latent x; *at (x, step, prev, rng: where
+ * the run starts) is kept at each step boundary reached. */
+static int sample(sd_denoiser *d, const float *sigmas, float *x, ts_run_state *at, float *prev)
 {
     const ts_sd_request *r = d->r;
-    ts_mt19937 step_noise;
-    /* ComfyUI's CPU step noise: a second generator seeded with seed + 1. */
-    ts_mt19937_seed(&step_noise, r->seed + 1);
-    step_ctx sc = {d, r->steps, sigmas, d->x_in};
+    ts_mt19937 step_noise = at->rng;
+    boundary b = {d, sigmas, at, prev, &step_noise};
     ts_sampler_config cfg = ts_sampler_config_default();
     cfg.denoise = sd_denoise;
     cfg.denoise_user = d;
     cfg.noise = ts_torch_noise;
     cfg.noise_user = &step_noise;
     cfg.on_step = on_step;
-    cfg.step_user = &sc;
-    cfg.between = between_steps;
-    cfg.between_user = &sc;
+    cfg.step_user = d;
+    cfg.between = at_boundary;
+    cfg.between_user = &b;
+    cfg.start_step = at->step;
+    cfg.start_prev = at->prev;
     int rc = ts_sample(r->sampler, &cfg, x, d->n, sigmas, r->steps);
     if (rc == 0)
         probe_latent(d, "x", r->steps, x);
@@ -523,6 +540,12 @@ int ts_sd_decode(const ts_sd_model *m, const ts_sd_request *r, float *latent, ts
         return ts_vae_decode_tiled_into(&m->vae, &lat, r->vae_tiling, arena, image);
     size_t mark = ts_arena_mark(arena);
     int rc = ts_vae_decode(&m->vae, &lat, arena, &out);
+    /* Rather than lose the run: the exact tiled decode holds one tile's activations,
+     * and smaller tiles hold less. */
+    for (int tile = TS_VAE_TILE_DEFAULT; rc == TS_ERR_NOMEM && tile >= 16; tile /= 2) {
+        ts_arena_reset(arena, mark);
+        rc = ts_vae_decode_tiled(&m->vae, &lat, &(ts_vae_tiling){.tile = tile}, arena, &out);
+    }
     if (rc == 0)
         memcpy(image, out.data, (size_t)3 * 64 * n / 4 * sizeof(float));
     ts_arena_reset(arena, mark);
@@ -560,9 +583,60 @@ static int prepare_image(sd_denoiser *d, float *init, float *mask_lat, float *im
     return build_extra(d, image_mean);
 }
 
+/* A run to continue must be one this request can have made. */
+static int check_resume(const ts_sd_request *r, const ts_run_state *from)
+{
+    if (!from)
+        return 0;
+    int sampling = !strcmp(from->phase, "sample");
+    const int64_t *s = from->shape, want[4] = {1, 4, r->height / 8, r->width / 8};
+    if (!sampling && strcmp(from->phase, "decode"))
+        return ts_fail(TS_ERR_ARG, "cannot continue a run in phase \"%s\"", from->phase);
+    if (from->pass != r->resume.pass)
+        return ts_fail(TS_ERR_ARG, "the run to continue stopped in pass %d, this request is pass %d", from->pass,
+                       r->resume.pass);
+    if (memcmp(s, want, sizeof want))
+        return ts_fail(TS_ERR_ARG, "the run to continue has a [%lld, %lld, %lld, %lld] latent, this request "
+                                   "[1, 4, %d, %d]",
+                       (long long)s[0], (long long)s[1], (long long)s[2], (long long)s[3], r->height / 8, r->width / 8);
+    if (from->steps != r->steps || (!sampling && from->step != from->steps))
+        return ts_fail(TS_ERR_ARG, "the run to continue stopped at step %d of %d; this request has %d steps",
+                       from->step, from->steps, r->steps);
+    if (sampling && !from->has_rng)
+        return ts_fail(TS_ERR_ARG, "the run to continue lacks its step-noise generator state");
+    if (sampling && from->step > 0 && !from->prev)
+        return ts_fail(TS_ERR_ARG, "the run to continue lacks its sampler history (prev)");
+    return 0;
+}
+
+/* Where sampling starts: a fresh run at step 0 with the step-noise generator seeded
+ * (ComfyUI's CPU step noise: a second generator seeded with seed + 1), or where
+ * r->resume.from stopped. */
+static void start_state(const sd_denoiser *d, float *x, ts_run_state *at, float *prev)
+{
+    const ts_sd_request *r = d->r;
+    const ts_run_state *from = r->resume.from;
+    float *keep = at->x;
+    *at = (ts_run_state){.phase = "sample", .pass = r->resume.pass, .steps = r->steps, .shape = {1, 4, d->h, d->w},
+                         .x = keep, .has_rng = 1};
+    ts_mt19937_seed(&at->rng, r->seed + 1);
+    if (from) {
+        memcpy(x, from->x, d->n * sizeof *x);
+        at->step = from->step;
+        at->rng = from->rng;
+    }
+    if (from && from->prev) {
+        memcpy(prev, from->prev, d->n * sizeof *prev);
+        at->prev = prev;
+    }
+    memcpy(at->x, x, d->n * sizeof *x);
+}
+
 int ts_sd_sample(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, float *x)
 {
+    const ts_run_state *from = r->resume.from;
     int rc = check_request(m, r);
+    rc = rc ? rc : check_resume(r, from);
     if (rc)
         return rc;
     sd_denoiser d = {.m = m, .r = r, .arena = arena, .h = r->height / 8, .w = r->width / 8};
@@ -574,29 +648,43 @@ int ts_sd_sample(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, 
     float *noise = malloc(n * sizeof *noise), *init = calloc(n, sizeof *init);
     float *mask_lat = malloc(n / 4 * sizeof *mask_lat), *image_mean = malloc(n * sizeof *image_mean);
     float *sigmas = malloc((size_t)(r->steps + 1) * sizeof *sigmas);
+    float *at_prev = malloc(n * sizeof *at_prev);
+    ts_run_state at = {.x = malloc(n * sizeof *at.x)};
     d.x_in = malloc(n * sizeof *d.x_in);
-    if (!noise || !init || !mask_lat || !image_mean || !sigmas || !d.x_in)
+    if (!noise || !init || !mask_lat || !image_mean || !sigmas || !at_prev || !at.x || !d.x_in)
         rc = ts_fail(TS_ERR_NOMEM, "out of memory");
     d.init = init;
     d.noise = noise;
-    rc = rc ? rc : build_layers(&d);
-    rc = rc ? rc : build_tiling(&d);
-    rc = rc ? rc : prepare_image(&d, init, mask_lat, image_mean);
-    double denoise = r->mode == TS_SD_IMG2IMG || r->mode == TS_SD_INPAINT ? r->strength : 1.0;
-    rc = rc ? rc : ts_schedule_sigmas_denoise(&m->schedule, r->scheduler, r->steps, denoise, sigmas);
-    rc = rc ? rc : draw_noise(r, noise, n);
-    if (rc == 0) {
+    /* A run stopped after sampling needs none of the sampler's inputs. */
+    int decode_only = from && !strcmp(from->phase, "decode"), began = rc == 0 && decode_only;
+    if (began)
+        memcpy(x, from->x, n * sizeof *x);
+    if (!decode_only) {
+        rc = rc ? rc : build_layers(&d);
+        rc = rc ? rc : build_tiling(&d);
+        rc = rc ? rc : prepare_image(&d, init, mask_lat, image_mean);
+        double denoise = r->mode == TS_SD_IMG2IMG || r->mode == TS_SD_INPAINT ? r->strength : 1.0;
+        rc = rc ? rc : ts_schedule_sigmas_denoise(&m->schedule, r->scheduler, r->steps, denoise, sigmas);
+        rc = rc ? rc : draw_noise(r, noise, n);
+    }
+    if (rc == 0 && !decode_only) {
         probe(r, "sigmas", -1, sigmas, 1, (int64_t[]){r->steps + 1});
         int from_image = r->mode == TS_SD_IMG2IMG || r->mode == TS_SD_INPAINT;
         ts_pred_noise_scaling(m->prediction, sigmas[0], noise, from_image ? init : NULL,
                               ts_noise_full_denoise(&m->schedule, sigmas[0]), x, n);
-        rc = sample(&d, sigmas, x);
+        start_state(&d, x, &at, at_prev);
+        began = 1;
+        rc = sample(&d, sigmas, x, &at, at_prev);
     }
+    if (rc && began && r->resume.on_stop)
+        r->resume.on_stop(r->resume.ctx, &at);
     free(noise);
     free(init);
     free(mask_lat);
     free(image_mean);
     free(sigmas);
+    free(at_prev);
+    free(at.x);
     free(d.x_in);
     free(d.preds);
     free(d.wsum);
@@ -610,11 +698,19 @@ int ts_sd_sample(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, 
 
 int ts_sd_generate(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, float *image)
 {
-    float *x = malloc((size_t)4 * (r->height / 8) * (r->width / 8) * sizeof *x);
-    if (!x)
-        return ts_fail(TS_ERR_NOMEM, "out of memory");
-    int rc = ts_sd_sample(m, r, arena, x);
-    rc = rc ? rc : ts_sd_decode(m, r, x, arena, image);
+    size_t n = (size_t)4 * (r->height / 8) * (r->width / 8);
+    float *x = malloc(n * sizeof *x), *kept = malloc(n * sizeof *kept);
+    int rc = x && kept ? ts_sd_sample(m, r, arena, x) : ts_fail(TS_ERR_NOMEM, "out of memory");
+    if (rc == 0) {
+        memcpy(kept, x, n * sizeof *x); /* the decode scales x in place */
+        rc = ts_sd_decode(m, r, x, arena, image);
+        if (rc && r->resume.on_stop) { /* what a failing decode leaves to finish */
+            ts_run_state at = {.phase = "decode", .pass = r->resume.pass, .step = r->steps, .steps = r->steps,
+                               .shape = {1, 4, r->height / 8, r->width / 8}, .x = kept};
+            r->resume.on_stop(r->resume.ctx, &at);
+        }
+    }
     free(x);
+    free(kept);
     return rc;
 }

@@ -35,6 +35,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "models/vae_tiled.h"
+#include "pipeline/run_state.h"
 #include "pipeline/tiles.h"
 #include "sample/denoiser.h"
 #include "sample/sampler.h"
@@ -95,8 +96,21 @@ typedef struct {
  * "x" (step = i: sampler state at the start of step i; step = steps: the result),
  * "denoised" (step i), "latent" (model space), "latent_vae". */
 typedef void (*ts_sd_probe)(void *ctx, const char *name, int step, const ts_tensor *t);
-/* Called after each step with the steps done; a non-zero return cancels. */
+/* Called after each step with the steps done; a non-zero return cancels the run
+ * there (TS_ERR_CANCELLED). */
 typedef int (*ts_sd_progress)(void *ctx, int done, int steps);
+
+/* Never losing a run.  from (NULL: start afresh) continues a run that stopped: the
+ * request must be the one that run had; the result is the uninterrupted run's.
+ * on_stop (optional) receives, when a run is cancelled or fails once sampling has
+ * begun (the VAE decode included: then phase "decode" with the final latent), where
+ * it stood, which passed back as from finishes it; the state lives for the call. */
+typedef struct {
+    const ts_run_state *from;
+    int pass; /* which pass of a multi-pass run this request is (0 for one pass) */
+    void (*on_stop)(void *ctx, const ts_run_state *state);
+    void *ctx;
+} ts_sd_resume;
 
 typedef struct {
     ts_sd_mode mode;
@@ -125,6 +139,7 @@ typedef struct {
     void *probe_ctx;
     ts_sd_progress progress;
     void *progress_ctx;
+    ts_sd_resume resume;
 } ts_sd_request;
 
 /* Whether the model's UNet suits the mode (8 input channels for instruction editing
@@ -132,7 +147,9 @@ typedef struct {
 int ts_sd_check_mode(const ts_sd_model *m, ts_sd_mode mode);
 
 /* Runs one generation; image receives [1, 3, H, W], the raw decoder output (about
- * [-1, 1], not clamped).  Activations come from the arena and are released. */
+ * [-1, 1], not clamped).  Activations come from the arena and are released.  When
+ * the whole-image VAE decode runs out of memory (TS_ERR_NOMEM) the exact tiled decode
+ * takes over, with smaller tiles until one fits. */
 int ts_sd_generate(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, float *image);
 /* As ts_sd_generate without the decode: latent receives the model-space result
  * [1, 4, h, w]. */

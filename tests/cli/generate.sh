@@ -3,17 +3,7 @@
 # modes, parts in separate files, reproducibility, the A1111 parameters text, batch naming,
 # inpainting keeping unmasked pixels exactly; then every error: a clear one-line message and a
 # non-zero exit (1 for bad input, 2 for bad usage).
-set -u
-tessera=${1:?usage: generate.sh /path/to/tessera}
-shared=${TESSERA_SHARED:?}
-here=$(cd "$(dirname "$0")" && pwd)
-tmp=${TESSERA_TEST_TMP:-/tmp}/cli_generate
-model=$shared/golden/pipeline_sd15/model.safetensors
-[ -f "$model" ] || exit 77
-command -v python3 >/dev/null || exit 77
-rm -rf "$tmp" && mkdir -p "$tmp"
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
+. "$(dirname "$0")/lib/sd15.sh" "$@" cli_generate
 png() { python3 "$here/png_check.py" "$@"; }
 edit() { python3 "$here/st_edit.py" "$@"; }
 heads=(--unet-heads 2 --clip-heads 2)

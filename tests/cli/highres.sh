@@ -57,6 +57,20 @@ cmp -s "$tmp/hires.png" "$tmp/hires_again.png" && echo "ok: two-pass runs are by
 differ "$tmp/tiled_b1.png" "$tmp/hires.png" "the two-pass run differs from the one-pass tiled run"
 gen "${p[@]}" --hires on --hires-size 64x64 --tile 8 --tile-overlap 4 --skip-residual 0 -o "$tmp/hires_noskip.png"
 differ "$tmp/hires.png" "$tmp/hires_noskip.png" "the skip residual changes the refinement"
+# A two-pass run stopped in either pass finishes, from its state file, to the same bytes.
+for stop in 2 5; do
+    TESSERA_STOP_AFTER_STEP=$stop "$tessera" generate --unet-heads 2 --clip-heads 2 -m "$model" --steps 3 --seed 5 \
+        "${p[@]}" --hires on --hires-size 64x64 --tile 8 --tile-overlap 4 -o "$tmp/hires_stop$stop.png" 2>/dev/null
+    status=$?
+    if [ $status -ne 130 ] || [ ! -f "$tmp/hires_stop$stop.png.state" ] || [ -e "$tmp/hires_stop$stop.png" ]; then
+        bad "two-pass stop after step $stop: exit $status"
+    elif ! "$tessera" generate --resume "$tmp/hires_stop$stop.png.state" 2>"$tmp/log.txt"; then
+        bad "two-pass resume after step $stop"; tail -2 "$tmp/log.txt"
+    else
+        cmp -s "$tmp/hires_stop$stop.png" "$tmp/hires.png" && echo "ok: two-pass run resumed from step $stop" \
+            || bad "two-pass run resumed from step $stop differs"
+    fi
+done
 gen "${p[@]}" --vae-tile 8 --tile 0 -o "$tmp/vae_tiled.png"
 [ "$(maxdiff "$tmp/untiled.png" "$tmp/vae_tiled.png")" -le 1 ] && echo "ok: the tiled VAE decode matches" \
     || bad "tiled VAE: $(maxdiff "$tmp/untiled.png" "$tmp/vae_tiled.png")"

@@ -2,10 +2,10 @@
 """Rewrites a safetensors file for the CLI tests: st_edit.py SRC DST OP...
 OPs: only:PREFIX (keep those), without:PREFIX (drop those), drop:NAME, rename:OLD=NEW (key prefix),
 reshape:NAME:D0,D1,... (zeros of that shape, same dtype; a new F32 tensor if absent), inchannels:N (widen the UNet's conv_in
-to N input channels, the new ones zero: an inpainting or InstructPix2Pix layout)."""
+to N input channels, the new ones zero: an inpainting or InstructPix2Pix layout), meta:KEY=VALUE (set a metadata entry)."""
 import json, struct, sys
 
-SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U8": 1}
+SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U32": 4, "U8": 1}
 CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 
 
@@ -45,6 +45,9 @@ def main(src, dst, ops):
             extra = bytes((new_in - shape[1]) * shape[2] * shape[3] * SIZE[dtype])
             b = b"".join(b[o * per_out:(o + 1) * per_out] + extra for o in range(shape[0]))
             data[CONV_IN] = (dtype, [shape[0], new_in] + shape[2:], b)
+        elif kind == "meta":
+            key, value = arg.split("=", 1)
+            meta = dict(meta or {}, **{key: value})
         else:
             sys.exit("unknown op " + op)
     out, body, at = {}, [], 0
