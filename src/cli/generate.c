@@ -781,6 +781,25 @@ static int build_region_masks(const gen_args *a, gen_state *s)
     return 0;
 }
 
+/* One line on how the canvas will be covered, so a long run's cost is no surprise;
+ * an invalid tiling is refused here, before any work. */
+static int describe_tiling(const gen_state *s)
+{
+    const ts_sd_request *r = &s->req;
+    if (r->tiling.size <= 0)
+        return 0;
+    ts_tile_plan plan;
+    int rc = ts_tile_plan_init(&plan, r->height / 8, r->width / 8, &r->tiling, s->model->size_multiple / 8);
+    if (rc)
+        return rc;
+    fprintf(stderr, "canvas %dx%d: %d tiles of %dx%d px per step (overlap %d px, %s blend, %d per batch)%s\n",
+            r->width, r->height, plan.count, 8 * plan.tw, 8 * plan.th, 8 * r->tiling.overlap,
+            ts_tile_blend_name(r->tiling.blend), r->tiling.batch,
+            s->use_highres ? ", after an untiled first pass" : "");
+    ts_tile_plan_free(&plan);
+    return 0;
+}
+
 /* Tiles, VAE tiles and the two-pass mode, from the flags or the canvas size. */
 static int configure_highres(const gen_args *a, gen_state *s)
 {
@@ -806,7 +825,8 @@ static int configure_highres(const gen_args *a, gen_state *s)
                      (!strcmp(a->hires, "on") || (!strcmp(a->hires, "auto") && area > 2 * native_area));
     if (!strcmp(a->hires, "on") && r->mode != TS_SD_TXT2IMG)
         return ts_fail(TS_ERR_ARG, "--hires on is for text-to-image (no --init-image)");
-    return a->region_count ? build_region_masks(a, s) : 0;
+    int rc = a->region_count ? build_region_masks(a, s) : 0;
+    return rc ? rc : describe_tiling(s);
 }
 
 /* Everything from the arguments that does not need the prompts: model, images, request. */
