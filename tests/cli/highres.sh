@@ -4,17 +4,7 @@
 # canvas is exactly a run with its prompt; tiled, batched-tile, regional and two-pass runs
 # are reproducible and differ from what they should differ from; bad flags get one-line
 # errors.
-set -u
-tessera=${1:?usage: highres.sh /path/to/tessera}
-shared=${TESSERA_SHARED:?}
-here=$(cd "$(dirname "$0")" && pwd)
-tmp=${TESSERA_TEST_TMP:-/tmp}/cli_highres
-model=$shared/golden/pipeline_sd15/model.safetensors
-[ -f "$model" ] || exit 77
-command -v python3 >/dev/null || exit 77
-rm -rf "$tmp" && mkdir -p "$tmp"
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
+. "$(dirname "$0")/lib/sd15.sh" "$@" cli_highres
 source "$here/lib/expect.sh"
 gen() { "$tessera" generate --unet-heads 2 --clip-heads 2 -m "$model" --steps 3 --seed 5 "$@" 2>"$tmp/log.txt" \
         || { bad "generate $*"; tail -2 "$tmp/log.txt"; }; }
