@@ -29,23 +29,23 @@ static double rel_diff(const float *a, const float *b, int64_t n)
     return s > 0.0 ? d / s : d;
 }
 
-static float *tensor_f32(const ts_safetensors *st, const ts_st_tensor *t)
+static float *tensor_f32(ts_weights *st, const ts_weight_info *t)
 {
     size_t n = st_build_numel(t->ndim, t->shape);
     float *f = malloc((n ? n : 1) * sizeof *f);
-    ts_to_f32(t->dtype, ts_st_data(st, t), f, n);
+    ts_to_f32(t->dtype, ts_weights_data(st, t), f, n);
     return f;
 }
 
 /* Re-stores every floating tensor of st in `dtype`, names unchanged; with `rounded`, keeps
  * f32 storage but rounds the values through `dtype` (the exact values the other holds). */
-static void *restore_dtype(const ts_safetensors *st, ts_dtype dtype, int rounded, size_t *len)
+static void *restore_dtype(ts_weights *st, ts_dtype dtype, int rounded, size_t *len)
 {
     st_build *b = calloc(1, sizeof *b);
-    for (size_t i = 0; i < ts_st_count(st); i++) {
-        const ts_st_tensor *t = ts_st_at(st, i);
+    for (size_t i = 0; i < ts_weights_count(st); i++) {
+        const ts_weight_info *t = ts_weights_info(st, i);
         if (t->dtype != TS_DTYPE_F32) {
-            st_build_add(b, t->name, t->dtype, t->ndim, t->shape, ts_st_data(st, t));
+            st_build_add(b, t->name, t->dtype, t->ndim, t->shape, ts_weights_data(st, t));
             continue;
         }
         size_t n = st_build_numel(t->ndim, t->shape);
@@ -157,7 +157,7 @@ static void *openclip_as_hf(const ts_clip_text *g, size_t *len)
 
 static void test_clip_layouts_agree(void)
 {
-    ts_safetensors *st = test_open_golden("clip_text_g", "model.safetensors"), *hf_st = NULL;
+    ts_weights *st = test_open_golden_weights("clip_text_g", "model.safetensors"), *hf_st = NULL;
     CHECK(st != NULL);
     if (!st)
         return;
@@ -167,7 +167,7 @@ static void test_clip_layouts_agree(void)
     CHECK(g.layout == TS_CLIP_LAYOUT_OPENCLIP && g.layers == 3 && g.width == 64 && g.proj_dim == 80);
     size_t len;
     void *img = openclip_as_hf(&g, &len);
-    CHECK(ts_st_open_memory(img, len, &hf_st) == 0);
+    CHECK(ts_weights_open_memory(img, len, &hf_st) == 0);
     const char *pre = ts_clip_text_prefix(hf_st, 0);
     CHECK(pre && strcmp(pre, "text_encoders.clip_g.transformer.") == 0);
     CHECK(ts_clip_text_prefix(hf_st, 1) == NULL);
@@ -187,15 +187,15 @@ static void test_clip_layouts_agree(void)
                   rel_diff(c.pooled.data, a.pooled.data, B * 80));
     }
     ts_arena_destroy(arena);
-    ts_st_close(hf_st);
+    ts_weights_close(hf_st);
     free(img);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 /* Position t attends to positions <= t only: changing later tokens leaves it unchanged. */
 static void test_clip_causal(void)
 {
-    ts_safetensors *st = test_open_golden("clip_text_l", "model.safetensors");
+    ts_weights *st = test_open_golden_weights("clip_text_l", "model.safetensors");
     CHECK(st != NULL);
     if (!st)
         return;
@@ -215,12 +215,12 @@ static void test_clip_causal(void)
     CHECK(rel_diff(ra.hidden.data, rb.hidden.data, (CUT + 1) * 64) == 0.0);
     CHECK(rel_diff(ra.hidden.data + (CUT + 1) * 64, rb.hidden.data + (CUT + 1) * 64, 64) > 1e-3);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 static void test_clip_errors(void)
 {
-    ts_safetensors *st = test_open_golden("clip_text_l", "model.safetensors");
+    ts_weights *st = test_open_golden_weights("clip_text_l", "model.safetensors");
     CHECK(st != NULL);
     if (!st)
         return;
@@ -244,7 +244,7 @@ static void test_clip_errors(void)
     CHECK(run_clip(&m, ids, 1, 77, 1, 1, arena, &r) == TS_ERR_ARG);
     CHECK(ts_arena_used(arena) == 0);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 /* ---- T5 ----------------------------------------------------------------------- */
@@ -282,7 +282,7 @@ static const int32_t t5_ids[] = {37, 5, 91, 12, 64, 3, 100, 1, 0, 0, 0, 0};
  * unpadded sequence (T5's position bias depends on distances only). */
 static void test_t5_mask_hides_padding(void)
 {
-    ts_safetensors *st = test_open_golden("t5_encoder", "model.safetensors");
+    ts_weights *st = test_open_golden_weights("t5_encoder", "model.safetensors");
     CHECK(st != NULL);
     if (!st)
         return;
@@ -314,14 +314,14 @@ static void test_t5_mask_hides_padding(void)
     CHECK(rel_diff(both.data, first.data, T * 64) < 1e-6);
     CHECK(rel_diff(both.data + T * 64, padded.data, T * 64) < 1e-6);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 /* ---- weights stored in f16 / bf16 ----------------------------------------------- */
 
 /* Loads the encoder of a model file, runs it on fixed ids, returns a copy of its output
  * (n floats) and the dtype its weights were loaded in. */
-typedef float *(*encode_fn)(const ts_safetensors *st, ts_arena *arena, int64_t *n, ts_dtype *dtype);
+typedef float *(*encode_fn)(ts_weights *st, ts_arena *arena, int64_t *n, ts_dtype *dtype);
 
 static float *copy_out(const float *x, int64_t n)
 {
@@ -330,7 +330,7 @@ static float *copy_out(const float *x, int64_t n)
     return c;
 }
 
-static float *encode_clip_l(const ts_safetensors *st, ts_arena *arena, int64_t *n, ts_dtype *dtype)
+static float *encode_clip_l(ts_weights *st, ts_arena *arena, int64_t *n, ts_dtype *dtype)
 {
     enum { B = 2, T = 77 };
     int32_t ids[B * T];
@@ -345,7 +345,7 @@ static float *encode_clip_l(const ts_safetensors *st, ts_arena *arena, int64_t *
     return copy_out(r.hidden.data, *n);
 }
 
-static float *encode_t5(const ts_safetensors *st, ts_arena *arena, int64_t *n, ts_dtype *dtype)
+static float *encode_t5(ts_weights *st, ts_arena *arena, int64_t *n, ts_dtype *dtype)
 {
     ts_t5_encoder m;
     ts_tensor out;
@@ -360,15 +360,15 @@ static float *encode_t5(const ts_safetensors *st, ts_arena *arena, int64_t *n, t
  * storage of the same (rounded) values. */
 static void check_half_weights(const char *casename, encode_fn encode)
 {
-    ts_safetensors *st = test_open_golden(casename, "model.safetensors");
+    ts_weights *st = test_open_golden_weights(casename, "model.safetensors");
     CHECK(st != NULL);
     ts_arena *arena = ts_arena_create((size_t)1 << 27);
     for (int k = 0; st && k < 2; k++) {
         ts_dtype dt = k ? TS_DTYPE_BF16 : TS_DTYPE_F16, got_dt = TS_DTYPE_F32, ref_dt = TS_DTYPE_F16;
         size_t l1, l2;
         void *half = restore_dtype(st, dt, 0, &l1), *ref = restore_dtype(st, dt, 1, &l2);
-        ts_safetensors *s1 = NULL, *s2 = NULL;
-        CHECK(ts_st_open_memory(half, l1, &s1) == 0 && ts_st_open_memory(ref, l2, &s2) == 0);
+        ts_weights *s1 = NULL, *s2 = NULL;
+        CHECK(ts_weights_open_memory(half, l1, &s1) == 0 && ts_weights_open_memory(ref, l2, &s2) == 0);
         int64_t n1 = 0, n2 = 0;
         float *a = s1 ? encode(s1, arena, &n1, &got_dt) : NULL, *c = s2 ? encode(s2, arena, &n2, &ref_dt) : NULL;
         CHECK_MSG(a && c && n1 == n2 && got_dt == dt && ref_dt == TS_DTYPE_F32, "%s %s", casename, ts_dtype_name(dt));
@@ -377,13 +377,13 @@ static void check_half_weights(const char *casename, encode_fn encode)
         ts_arena_reset(arena, 0);
         free(a);
         free(c);
-        ts_st_close(s1);
-        ts_st_close(s2);
+        ts_weights_close(s1);
+        ts_weights_close(s2);
         free(half);
         free(ref);
     }
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 static void test_half_weights(void)
@@ -396,22 +396,22 @@ static void test_half_weights(void)
  * a v1.0 file (ReLU `wi`) is refused by name; bad ids fail. */
 static void test_t5_names_and_errors(void)
 {
-    ts_safetensors *st = test_open_golden("t5_encoder", "model.safetensors");
+    ts_weights *st = test_open_golden_weights("t5_encoder", "model.safetensors");
     CHECK(st != NULL);
     if (!st)
         return;
     st_build *b = calloc(1, sizeof *b);
     char name[200];
-    for (size_t i = 0; i < ts_st_count(st); i++) {
-        const ts_st_tensor *t = ts_st_at(st, i);
+    for (size_t i = 0; i < ts_weights_count(st); i++) {
+        const ts_weight_info *t = ts_weights_info(st, i);
         const char *n = strcmp(t->name, "shared.weight") == 0 ? "encoder.embed_tokens.weight" : t->name;
         snprintf(name, sizeof name, "text_encoders.t5xxl.transformer.%s", n);
-        st_build_add(b, name, t->dtype, t->ndim, t->shape, ts_st_data(st, t));
+        st_build_add(b, name, t->dtype, t->ndim, t->shape, ts_weights_data(st, t));
     }
     size_t len;
     void *img = st_build_finish(b, &len);
-    ts_safetensors *s2 = NULL;
-    CHECK(ts_st_open_memory(img, len, &s2) == 0);
+    ts_weights *s2 = NULL;
+    CHECK(ts_weights_open_memory(img, len, &s2) == 0);
     ts_t5_encoder m1, m2;
     CHECK(ts_t5_load(st, NULL, &m1) == 0);
     CHECK(ts_t5_load(s2, NULL, &m2) == 0);
@@ -425,28 +425,28 @@ static void test_t5_names_and_errors(void)
     CHECK(ts_t5_forward(&m1, bad, NULL, 1, 3, arena, &a) == TS_ERR_ARG);
     CHECK(strstr(ts_error_message(), "128") != NULL && ts_arena_used(arena) == used);
     CHECK(ts_t5_forward(&m1, bad, NULL, 1, 0, arena, &a) == TS_ERR_ARG);
-    ts_st_close(s2);
+    ts_weights_close(s2);
     free(img);
 
-    for (size_t i = 0; i < ts_st_count(st); i++) {
-        const ts_st_tensor *t = ts_st_at(st, i);
+    for (size_t i = 0; i < ts_weights_count(st); i++) {
+        const ts_weight_info *t = ts_weights_info(st, i);
         char *at = strstr(strcpy(name, t->name), "wi_0");
         if (strstr(t->name, "wi_1"))
             continue;
         if (at)
             memmove(at + 2, at + 4, strlen(at + 4) + 1);
-        st_build_add(b, name, t->dtype, t->ndim, t->shape, ts_st_data(st, t));
+        st_build_add(b, name, t->dtype, t->ndim, t->shape, ts_weights_data(st, t));
     }
     img = st_build_finish(b, &len);
-    CHECK(ts_st_open_memory(img, len, &s2) == 0);
+    CHECK(ts_weights_open_memory(img, len, &s2) == 0);
     CHECK(ts_t5_load(s2, NULL, &m2) == TS_ERR_UNSUPPORTED);
     CHECK(strstr(ts_error_message(), "v1.0") != NULL);
     CHECK(ts_t5_load(s2, "nowhere.", &m2) == TS_ERR_MODEL);
-    ts_st_close(s2);
+    ts_weights_close(s2);
     free(img);
     free(b);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 TEST_MAIN(TEST(test_clip_layouts_agree), TEST(test_clip_causal), TEST(test_clip_errors), 

@@ -115,7 +115,7 @@ static void comfy_file(const int32_t *conv_shape, int conv_ndim)
 {
     header(3, 3, 4);
     orig_shape_kv("a", 3, (int32_t[]){3, 2, 32}); /* Q8_0 rows of 64 stay whole blocks */
-    orig_shape_kv("conv", conv_ndim, conv_shape); /* Q4_K rows of 16: widened */
+    orig_shape_kv("conv", conv_ndim, conv_shape); /* Q4_K: see test_comfy_orig_shape */
     orig_shape_kv("h", 4, (int32_t[]){4, 1, 3, 3}); /* f16: any shape is a view */
     orig_shape_kv("gone", 1, (int32_t[]){7});       /* names no tensor: ignored */
     tinfo("a", 2, (uint64_t[]){64, 3}, TS_GGML_Q8_0, 0);
@@ -133,7 +133,7 @@ static void comfy_file(const int32_t *conv_shape, int conv_ndim)
 
 static void test_comfy_orig_shape(void)
 {
-    comfy_file((int32_t[]){4, 4, 4, 4}, 4);
+    comfy_file((int32_t[]){16, 16}, 2); /* rows of 16 are not whole Q4_K blocks: widened */
     ts_weights *wf = NULL;
     int rc = ts_weights_open_memory(buf, len, &wf);
     CHECK_MSG(rc == 0, "%s", ts_error_message());
@@ -150,7 +150,7 @@ static void test_comfy_orig_shape(void)
     CHECK(memcmp(row, all + 128, sizeof row) == 0);
 
     CHECK(ts_weights_get(wf, NULL, "conv", &w) == 0);
-    CHECK(w.dtype == TS_DTYPE_F32 && w.ndim == 4 && w.shape[0] == 4 && w.shape[3] == 4);
+    CHECK(w.dtype == TS_DTYPE_F32 && w.ndim == 2 && w.shape[0] == 16 && w.shape[1] == 16);
     const ts_gguf_tensor *conv = ts_gguf_find(g, "conv");
     ts_dequantize(TS_DTYPE_Q4_K, ts_gguf_data(g, conv), all, 256);
     CHECK(memcmp(w.data, all, sizeof all) == 0);
@@ -160,6 +160,19 @@ static void test_comfy_orig_shape(void)
 
     CHECK(ts_weights_get(wf, NULL, "h", &w) == 0);
     CHECK(w.dtype == TS_DTYPE_F16 && w.ndim == 4 && w.shape[1] == 1 && w.shape[2] == 3);
+    ts_weights_close(wf);
+
+    /* A 4x4 conv kernel is widened per convolution, so it stays a view of the blocks
+     * (and a 1x1 one, read as a matrix, is widened like any other). */
+    comfy_file((int32_t[]){4, 4, 4, 4}, 4);
+    CHECK(ts_weights_open_memory(buf, len, &wf) == 0);
+    CHECK(wf && ts_weights_get(wf, NULL, "conv", &w) == 0);
+    CHECK(w.dtype == TS_DTYPE_Q4_K && w.ndim == 4 && w.shape[3] == 4);
+    CHECK(wf && w.data == ts_gguf_data(ts_weights_gguf(wf), ts_gguf_find(ts_weights_gguf(wf), "conv")));
+    ts_weights_close(wf);
+    comfy_file((int32_t[]){16, 16, 1, 1}, 4);
+    CHECK(ts_weights_open_memory(buf, len, &wf) == 0);
+    CHECK(wf && ts_weights_get(wf, NULL, "conv", &w) == 0 && w.dtype == TS_DTYPE_F32);
     ts_weights_close(wf);
 
     comfy_file((int32_t[]){4, 4, 4, 5}, 4);

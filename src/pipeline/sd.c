@@ -362,7 +362,7 @@ static int decode(const ts_sd_model *m, sd_denoiser *d, float *x, float *image)
     probe_latent(d, "latent_vae", -1, x);
     /* The UNet's pages are not needed while decoding (they fault back in for the next
      * image): without them the decoder's large activations fit the same budget. */
-    ts_st_evict(m->main);
+    ts_weights_evict(m->main);
     size_t mark = ts_arena_mark(d->arena);
     ts_tensor lat = ts_tensor_view(x, 4, (int64_t[]){1, 4, d->h, d->w}), out;
     int rc = ts_vae_decode(&m->vae, &lat, d->arena, &out);
