@@ -95,6 +95,8 @@ int golden_compare(golden_case *gc, const char *name, const float *got, int ndim
         printf("  %-40s FAIL (case.json gives no tolerance for it)\n", name);
         return record(gc, 0);
     }
+    if (gc->rel_l2 > 0)
+        tol = (tolerance){INFINITY, gc->rel_l2, -1};
     size_t n = 1;
     for (int d = 0; d < ndim; d++)
         n *= (size_t)shape[d];
@@ -248,7 +250,7 @@ int golden_run_case(const char *dir, const golden_options *opts)
     char path[4096];
     snprintf(path, sizeof path, "%s/case.json", dir);
     golden_case gc = {.dir = dir, .tolerance_scale = opts->tolerance_scale > 0 ? opts->tolerance_scale : 1.0,
-                      .vae_tile = opts->vae_tile, .model = opts->model};
+                      .vae_tile = opts->vae_tile, .model = opts->model, .rel_l2 = opts->rel_l2};
     gc.json = read_json_file(path);
     if (!gc.json) {
         printf("%s: FAIL: %s\n", dir, ts_error_message());

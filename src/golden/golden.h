@@ -23,6 +23,7 @@ typedef struct {
     cJSON *json;            /* case.json */
     ts_safetensors *io;     /* io.safetensors, or NULL when the case has none */
     const char *model;      /* the weights to load instead of model.safetensors (NULL: that) */
+    double rel_l2;          /* > 0: see golden_options */
     double tolerance_scale; /* multiplies every tolerance (e.g. tiled runs) */
     int vae_tile;           /* > 0: VAE runners use the tiled passes with this tile (latent pixels) */
     int compared, failed;
@@ -33,6 +34,10 @@ typedef struct {
     double tolerance_scale; /* 0 means 1 */
     int vae_tile;           /* 0: untiled VAE */
     const char *model;      /* NULL: the case's model.safetensors; else e.g. a GGUF conversion of it */
+    /* > 0: every float output passes on rel_l2 <= this alone.  For rounded or quantised
+     * weights (a converted model), which move every output by a relative amount: the
+     * case's absolute bounds were set for f32 weights. */
+    double rel_l2;
 } golden_options;
 
 /* Compares got (float32, numel elements) with the stored tensor `name`; prints one
