@@ -19,13 +19,18 @@ static inline const char *test_golden_path(const char *case_name, const char *fi
     return path;
 }
 
+static inline void test_report_open(int rc)
+{
+    if (rc != 0)
+        fprintf(stderr, "%s\n", ts_error_message());
+}
+
 /* NULL (message on stderr) when the file cannot be opened. */
 static inline ts_safetensors *test_open_golden(const char *case_name, const char *file)
 {
     char path[4096];
     ts_safetensors *st = NULL;
-    if (ts_st_open(test_golden_path(case_name, file, path, sizeof path), &st) != 0)
-        fprintf(stderr, "%s\n", ts_error_message());
+    test_report_open(ts_st_open(test_golden_path(case_name, file, path, sizeof path), &st));
     return st;
 }
 
@@ -34,8 +39,7 @@ static inline ts_weights *test_open_golden_weights(const char *case_name, const 
 {
     char path[4096];
     ts_weights *wf = NULL;
-    if (ts_weights_open(test_golden_path(case_name, file, path, sizeof path), &wf) != 0)
-        fprintf(stderr, "%s\n", ts_error_message());
+    test_report_open(ts_weights_open(test_golden_path(case_name, file, path, sizeof path), &wf));
     return wf;
 }
 

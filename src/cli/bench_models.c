@@ -48,11 +48,12 @@ static void models_usage(FILE *f, const char *suite)
                    "[--json]\n\n"
                    "Runs K (default 1) UNet sampling steps on random latents of a WxH image: batch 2 (cond and\n"
                    "uncond) unless --cfg is 1 (default 7).  Prints the first step (cold weights) and the median\n"
-                   "of the others, as wall and CPU/threads seconds, and the peak resident memory.\n");
+                   "of the others, as wall and CPU/threads seconds, and the peak resident memory.  FILE is a\n"
+                   "checkpoint or UNet-only file, .safetensors or .gguf.\n");
     else
         fprintf(f, "usage: tessera bench vae --model FILE --width W --height H [--threads N] [--json]\n\n"
                    "Runs one VAE decode of a random latent to a WxH image and prints its wall and\n"
-                   "CPU/threads seconds and the peak resident memory.\n");
+                   "CPU/threads seconds and the peak resident memory (FILE: .safetensors or .gguf).\n");
 }
 
 /* Parses the options of `suite` ("unet" takes --cfg and --steps too): 0, or the exit status. */

@@ -29,7 +29,7 @@ static void encode_usage(FILE *f)
                "docs/prompt-syntax.md) with the text encoders of an SD1, SD2 or SDXL checkpoint\n"
                "and prints each 77-token chunk's ids, the weights that are not 1, and the\n"
                "shape, mean, std, min and max of the conditioning (and of SDXL's pooled vector).\n\n"
-               "  -m, --model FILE  checkpoint (.safetensors), or a file with only text encoders\n"
+               "  -m, --model FILE  checkpoint (.safetensors or .gguf), or a file with only text encoders\n"
                "  -p, --prompt TEXT the prompt\n"
                "  --clip-skip N     1 = last layer, 2 = penultimate, ...; default: the model's\n"
                "                    own (SD1 1, SD2 2, SDXL 2)\n"

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "models/family.h"
 #include "sample/rng.h"
 #include "sample/sampler.h"
 #include "sample/schedule.h"
@@ -20,6 +21,7 @@
 /* The mu line of flux.sampling.get_schedule (defaults of every Flux.1 model). */
 #define FLUX_BASE_SHIFT 0.5
 #define FLUX_MAX_SHIFT 1.15
+#define FLUX_FAMILIES (TS_FAMILY_BIT(TS_FAMILY_FLUX_SCHNELL) | TS_FAMILY_BIT(TS_FAMILY_FLUX_DEV))
 
 int ts_flux_model_load(const ts_flux_files *files, ts_flux_model **out)
 {
@@ -33,8 +35,11 @@ int ts_flux_model_load(const ts_flux_files *files, ts_flux_model **out)
     if (m->files.flux.n_axes == 0)
         m->files.flux = ts_flux_config_default();
     m->latent = (ts_latent_format){0.3611f, 0.1159f};
+    /* Bare names (BFL, ComfyUI-GGUF) or ComfyUI's model.diffusion_model. prefix. */
+    ts_model_info info;
     int rc = ts_weights_open(files->model, &m->main);
-    rc = rc ? rc : ts_flux_load(m->main, "", m->files.flux, &m->flux);
+    rc = rc ? rc : ts_family_require(m->main, FLUX_FAMILIES, &info);
+    rc = rc ? rc : ts_flux_load(m->main, info.comp[TS_COMP_FLUX].prefix, m->files.flux, &m->flux);
     rc = rc ? rc : ts_weights_open(files->ae, &m->ae_file);
     rc = rc ? rc : ts_vae_load(m->ae_file, &m->vae);
     if (rc == 0 && m->vae.z_channels * 4 != ts_flux_in_channels(m->flux))

@@ -21,23 +21,7 @@ model=$golden/pipeline_sd15/model.safetensors
 png() { python3 "$here/png_check.py" "$@"; }
 edit() { python3 "$here/st_edit.py" "$@"; }
 gen() { "$tessera" generate --unet-heads 2 --clip-heads 2 -p "a red fox" -n blurry -W 64 -H 48 --steps 3 --seed 5 "$@"; }
-# expect CODE PATTERN -- command...: exit status CODE and one stderr line matching PATTERN
-# (one line in all when CODE is not 0).
-expect() {
-    local want=$1 pattern=$2
-    shift 3
-    "$@" >"$tmp/out.txt" 2>"$tmp/err.txt"
-    local got=$?
-    if [ "$got" -ne "$want" ]; then
-        bad "$*: exit $got, expected $want"; sed 's/^/    /' "$tmp/err.txt" | tail -3
-    elif ! grep -q -- "$pattern" "$tmp/err.txt"; then
-        bad "$*: no '$pattern' in:"; sed 's/^/    /' "$tmp/err.txt" | tail -3
-    elif [ "$want" -ne 0 ] && [ "$(grep -vc '^$' "$tmp/err.txt")" -ne 1 ]; then
-        bad "$*: the error is not one line:"; sed 's/^/    /' "$tmp/err.txt"
-    else
-        echo "ok: ${pattern}"
-    fi
-}
+. "$here/lib/expect_stderr.sh"
 f16=$tmp/pipeline_sd15.f16.gguf q8=$tmp/pipeline_sd15.q8_0.gguf
 for spec in "$model:$f16:f16" "$model:$q8:q8_0" "$golden/vae_kl/model.safetensors:$tmp/vae_kl.gguf:f16" \
     "$golden/flux_schnell/model.safetensors:$tmp/flux.gguf:f16"; do
