@@ -3,8 +3,9 @@
  * must look the same through ts_weights (names, PyTorch-order shapes, values); the
  * ComfyUI-GGUF "comfy.gguf.orig_shape" entries must restore shapes (as views when
  * rows stay whole blocks, widened otherwise) and be validated; lookups fail with
- * messages naming the tensor.
+ * messages naming the tensor; metadata reads and page eviction work on both.
  */
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -205,4 +206,86 @@ static void test_not_a_weight(void)
     ts_weights_close(wf);
 }
 
-TEST_MAIN(TEST(test_same_tensors_both_formats), TEST(test_comfy_orig_shape), TEST(test_not_a_weight))
+/* ---- metadata and page eviction, both containers ---- */
+
+#define BIG_ROWS 1024 /* a 1024 x 1024 f32 tensor: 4 MiB of pages to fault in and drop */
+
+static int fill_big(void *ctx, size_t i, FILE *f)
+{
+    (void)ctx;
+    (void)i;
+    float row[BIG_ROWS];
+    for (int r = 0; r < BIG_ROWS; r++) {
+        for (int c = 0; c < BIG_ROWS; c++)
+            row[c] = (float)((r * 7 + c) % 251);
+        if (fwrite(row, sizeof row, 1, f) != 1)
+            return TS_ERR_IO;
+    }
+    return 0;
+}
+
+/* This process's file-backed resident memory in kB (/proc/self/status RssFile), -1 if unknown. */
+static long rss_file_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "RssFile: %ld", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static double touch(ts_weights *wf)
+{
+    ts_weight w;
+    if (ts_weights_get(wf, NULL, "big", &w) != 0)
+        return -1;
+    const volatile float *p = w.data;
+    double sum = 0;
+    for (int64_t i = 0; i < (int64_t)BIG_ROWS * BIG_ROWS; i++)
+        sum += p[i];
+    return sum;
+}
+
+static void check_evict(const char *path, const char *what)
+{
+    ts_weights *wf = NULL;
+    CHECK_MSG(ts_weights_open(path, &wf) == 0, "%s: %s", what, ts_error_message());
+    if (!wf)
+        return;
+    size_t len = 0;
+    const char *v = ts_weights_metadata(wf, "modelspec.prediction_type", &len);
+    CHECK_MSG(v && len == 1 && v[0] == 'v', "%s: metadata", what);
+    CHECK_MSG(ts_weights_metadata(wf, "absent", &len) == NULL, "%s", what);
+    CHECK_MSG(strcmp(ts_weights_metadata_key(wf, 0), "modelspec.prediction_type") == 0, "%s", what);
+    double sum = touch(wf);
+    long before = rss_file_kb();
+    ts_weights_evict(wf);
+    long after = rss_file_kb();
+    CHECK_MSG(before >= 0 && before - after >= 3 * 1024, "%s: RssFile %ld kB -> %ld kB after evicting 4 MiB", what,
+              before, after);
+    CHECK_MSG(touch(wf) == sum, "%s: the pages fault back in with the same values", what);
+    ts_weights_close(wf);
+    ts_weights_evict(NULL);
+}
+
+static void test_metadata_and_evict(void)
+{
+    const ts_out_tensor big = {"big", TS_DTYPE_F32, 2, {BIG_ROWS, BIG_ROWS}};
+    const char *keys[] = {"modelspec.prediction_type"}, *vals[] = {"v"};
+    const ts_gguf_out_kv kv = {"modelspec.prediction_type", TS_GGUF_STRING, "v", 0};
+    char st_path[512], gguf_path[512];
+    snprintf(st_path, sizeof st_path, "%s", tmp_path("evict.safetensors"));
+    snprintf(gguf_path, sizeof gguf_path, "%s", tmp_path("evict.gguf"));
+    CHECK(ts_st_write(st_path, keys, vals, 1, &big, 1, fill_big, NULL) == 0);
+    CHECK(ts_gguf_write(gguf_path, &kv, 1, &big, 1, fill_big, NULL) == 0);
+    check_evict(st_path, "safetensors");
+    check_evict(gguf_path, "gguf");
+    unlink(st_path);
+    unlink(gguf_path);
+}
+
+TEST_MAIN(TEST(test_same_tensors_both_formats), TEST(test_metadata_and_evict), TEST(test_comfy_orig_shape), TEST(test_not_a_weight))
