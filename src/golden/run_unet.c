@@ -8,7 +8,10 @@
 #include "core/error.h"
 #include "golden/golden.h"
 #include "golden/runners.h"
+#include "models/family.h"
 #include "models/unet.h"
+
+#define UNET_FAMILIES (TS_FAMILY_BIT(TS_FAMILY_SD1) | TS_FAMILY_BIT(TS_FAMILY_SD2) | TS_FAMILY_BIT(TS_FAMILY_SDXL))
 
 static int config_int(golden_case *gc, const char *key, int fallback)
 {
@@ -28,8 +31,11 @@ int golden_run_unet(golden_case *gc)
     int head_channels = config_int(gc, "num_head_channels", -1);
     ts_unet_config cfg = {.num_heads = head_channels > 0 ? 0 : config_int(gc, "num_heads", 0),
                           .head_channels = head_channels > 0 ? head_channels : 0};
+    ts_model_info info;
     int rc = ts_weights_open(golden_model_path(gc, path, sizeof path), &wf);
-    rc = rc ? rc : ts_unet_load(wf, "model.diffusion_model.", cfg, &unet);
+    /* The prefix as detected: a UNet-only file (ComfyUI-GGUF's) has bare names. */
+    rc = rc ? rc : ts_family_require(wf, UNET_FAMILIES, &info);
+    rc = rc ? rc : ts_unet_load(wf, info.comp[TS_COMP_UNET].prefix, cfg, &unet);
     if (!rc) {
         arena = ts_arena_create((size_t)1 << 30);
         x.data = golden_input(gc, "in.x", &x.ndim, x.shape);
