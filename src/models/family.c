@@ -103,7 +103,7 @@ static int claim_length(const char *name, const char *prefix, const char *const 
 }
 
 /* A bare Hugging Face text model ("text_model.*") is CLIP-L or bigG: by width, then by projection. */
-static ts_component hf_clip_kind(ts_weights *wf)
+static ts_component hf_clip_kind(const ts_weights *wf)
 {
     const ts_weight_info *emb = ts_weights_find(wf, "", CLIP_MARKER);
     if (emb->ndim == 2 && emb->shape[1] == 1280)
@@ -113,14 +113,14 @@ static ts_component hf_clip_kind(ts_weights *wf)
     return ts_weights_find(wf, "", "text_projection.weight") ? TS_COMP_CLIP_G : TS_COMP_CLIP_L;
 }
 
-static int has(ts_weights *wf, const ts_model_info *info, ts_component c, const char *key)
+static int has(const ts_weights *wf, const ts_model_info *info, ts_component c, const char *key)
 {
     return info->comp[c].prefix && ts_weights_find(wf, info->comp[c].prefix, key) != NULL;
 }
 
 /* SD1 vs SD2 from the UNet alone: cross-attention width (768 / 1024), else proj_in's rank
  * (SD1 uses 1x1 convs, SD2 Linear layers). */
-static ts_family sd1_or_sd2_unet(ts_weights *wf, const char *prefix)
+static ts_family sd1_or_sd2_unet(const ts_weights *wf, const char *prefix)
 {
     int proj_rank = 0;
     for (size_t i = 0; i < ts_weights_count(wf); i++) {
@@ -135,7 +135,7 @@ static ts_family sd1_or_sd2_unet(ts_weights *wf, const char *prefix)
     return proj_rank == 2 ? TS_FAMILY_SD2 : TS_FAMILY_SD1;
 }
 
-static ts_family pick_family(ts_weights *wf, const ts_model_info *info)
+static ts_family pick_family(const ts_weights *wf, const ts_model_info *info)
 {
     const ts_component_info *c = info->comp;
     if (c[TS_COMP_UNET].prefix) {
@@ -175,7 +175,7 @@ static ts_family pick_family(ts_weights *wf, const ts_model_info *info)
     }
 }
 
-void ts_family_detect(ts_weights *wf, ts_model_info *out)
+void ts_family_detect(const ts_weights *wf, ts_model_info *out)
 {
     memset(out, 0, sizeof *out);
     const char *const *roots[TS_COMP_COUNT] = {0};
@@ -211,7 +211,7 @@ void ts_family_detect(ts_weights *wf, ts_model_info *out)
     out->family = pick_family(wf, out);
 }
 
-int ts_family_require(ts_weights *wf, unsigned accepted, ts_model_info *out)
+int ts_family_require(const ts_weights *wf, unsigned accepted, ts_model_info *out)
 {
     ts_model_info local;
     if (!out)
