@@ -60,7 +60,7 @@ static ts_weights *open_keys(const key *keys, int n)
             ts_family_detect(st_, &info);                                                                              \
             CHECK_MSG(info.family == (want_family), "%s: got %s, want %s", #keys, ts_family_name(info.family),         \
                       ts_family_name(want_family));                                                                    \
-            ts_weights_close(st_);                                                                                          \
+            ts_weights_close(st_);                                                                                     \
         }                                                                                                              \
     } while (0)
 
@@ -102,7 +102,8 @@ static void test_unet_families(void)
                         {"conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight", 2, {10, 8}},
                         {"conditioner.embedders.1.model.token_embedding.weight", 2, {10, 8}}};
     DETECT(sdxl, TS_FAMILY_SDXL);
-    CHECK(info.comp[TS_COMP_CLIP_L].prefix && info.comp[TS_COMP_CLIP_G].prefix && !info.comp[TS_COMP_OPENCLIP_H].prefix);    /* UNet-only files (ComfyUI-GGUF's) drop the prefix; their other keys are not the UNet's. */
+    CHECK(info.comp[TS_COMP_CLIP_L].prefix && info.comp[TS_COMP_CLIP_G].prefix && !info.comp[TS_COMP_OPENCLIP_H].prefix);
+    /* UNet-only files (ComfyUI-GGUF's) drop the prefix; their other keys are not the UNet's. */
     const key sd1_bare[] = {{"input_blocks.0.0.weight", 4, {8, 4, 3, 3}},
                             {"input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", 2, {8, 768}},
                             {"out.2.weight", 4, {4, 8, 3, 3}},

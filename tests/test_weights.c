@@ -288,4 +288,5 @@ static void test_metadata_and_evict(void)
     unlink(gguf_path);
 }
 
-TEST_MAIN(TEST(test_same_tensors_both_formats), TEST(test_metadata_and_evict), TEST(test_comfy_orig_shape), TEST(test_not_a_weight))
+TEST_MAIN(TEST(test_same_tensors_both_formats), TEST(test_metadata_and_evict), TEST(test_comfy_orig_shape),
+          TEST(test_not_a_weight))

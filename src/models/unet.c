@@ -335,7 +335,8 @@ static int check_block(shape_check *c, const char *base, const unet_block *b, in
 
 static int check_shapes(ts_weights *wf, const char *prefix, const ts_unet *u)
 {
-    shape_check c = {.path = ts_weights_path(wf), .prefix = prefix, .emb = u->time_w1.shape[0], .context = u->context_dim};
+    shape_check c = {
+        .path = ts_weights_path(wf), .prefix = prefix, .emb = u->time_w1.shape[0], .context = u->context_dim};
     int64_t mc = u->model_channels, skips[MAX_BLOCKS], ch = mc;
     int rc = 0;
     rc = rc ? rc : want(&c, &u->conv_in_w, "input_blocks.0.0.weight", 4, mc, u->in_channels, 3, 3);

@@ -148,8 +148,8 @@ int ts_vae_load(ts_weights *wf, ts_vae *vae)
         ts_weights_count_indexed(wf, l.prefix, "decoder.up.0.block.%d.conv1.weight", TS_VAE_MAX_BLOCKS + 1) - 1;
     if (vae->levels < 1 || vae->levels > TS_VAE_MAX_LEVELS || vae->blocks_per_level < 1 ||
         vae->blocks_per_level > TS_VAE_MAX_BLOCKS)
-        return ts_fail(TS_ERR_MODEL, "%s: VAE with %d levels of %d blocks is not a supported layout", ts_weights_path(wf),
-                       vae->levels, vae->blocks_per_level + 1);
+        return ts_fail(TS_ERR_MODEL, "%s: VAE with %d levels of %d blocks is not a supported layout",
+                       ts_weights_path(wf), vae->levels, vae->blocks_per_level + 1);
     int rc = load_decoder(&l, vae);
     if (rc)
         return rc;

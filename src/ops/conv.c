@@ -3,9 +3,10 @@
  * where the im2col matrix is never built — the GEMM packer unfolds the kc x nc block
  * it needs straight from the image (TS_OPND_IM2COL).  The output layout of that
  * product is already NCHW, and the weight is read in its stored dtype as the A
- * operand (a block-quantised one is widened per call).  A 1x1 stride-1 unpadded conv is the plain product W · x[C, H·W].  3x3
- * stride-1 convs with few output channels, where packing would cost as much as the
- * product, go to the direct kernel in conv_direct.c instead.
+ * operand (a block-quantised one, from a GGUF file, is widened per call).  A 1x1
+ * stride-1 unpadded conv is the plain product W · x[C, H·W].  3x3 stride-1 convs
+ * with few output channels, where packing would cost as much as the product, go to
+ * the direct kernel in conv_direct.c instead.
  */
 #include "ops/conv.h"
 

@@ -69,8 +69,8 @@ static int load_tower(tower *tw, ts_weights *main, ts_weights *separate, ts_comp
         if (separate)
             return ts_fail(TS_ERR_MODEL, "%s: no CLIP text encoder in the file", ts_weights_path(separate));
         if (comp == TS_COMP_OPENCLIP_H)
-            return ts_fail(TS_ERR_MODEL, "%s: no %s text encoder in the file", main ? ts_weights_path(main) : "(no model)",
-                           what);
+            return ts_fail(TS_ERR_MODEL, "%s: no %s text encoder in the file",
+                           main ? ts_weights_path(main) : "(no model)", what);
         return ts_fail(TS_ERR_MODEL, "%s: no %s text encoder in the file (give a separate %s file)",
                        main ? ts_weights_path(main) : "(no model)", what, comp == TS_COMP_CLIP_G ? "clip_g" : "clip_l");
     }

@@ -43,7 +43,7 @@ int ts_sd_encode_prompts(const ts_sd_model *m, const char *prompt, const char *n
     for (int i = 0; i < 3 && rc == 0; i++)
         if (paths[i])
             rc = ts_weights_open(paths[i], &wf[i]);
-    rc = rc ? rc : encode(m, (ts_weights *const *)wf, prompt, negative, clip_skip, out);
+    rc = rc ? rc : encode(m, wf, prompt, negative, clip_skip, out);
     for (int i = 0; i < 3; i++)
         ts_weights_close(wf[i]);
     if (rc) {

@@ -44,8 +44,10 @@ static int load_block(ts_weights *wf, const char *pre, const ts_t5_encoder *m, i
     rc = rc ? rc : ts_weights_getf(wf, pre, &b->v, 2, in_proj, "encoder.block.%d.layer.0.SelfAttention.v.weight", i);
     rc = rc ? rc : ts_weights_getf(wf, pre, &b->o, 2, out_proj, "encoder.block.%d.layer.0.SelfAttention.o.weight", i);
     rc = rc ? rc : ts_weights_getf(wf, pre, &b->ln2, 1, vec, "encoder.block.%d.layer.1.layer_norm.weight", i);
-    rc = rc ? rc : ts_weights_getf(wf, pre, &b->wi0, 2, ff_in, "encoder.block.%d.layer.1.DenseReluDense.wi_0.weight", i);
-    rc = rc ? rc : ts_weights_getf(wf, pre, &b->wi1, 2, ff_in, "encoder.block.%d.layer.1.DenseReluDense.wi_1.weight", i);
+    rc = rc ? rc : ts_weights_getf(wf, pre, &b->wi0, 2, ff_in, "encoder.block.%d.layer.1.DenseReluDense.wi_0.weight",
+                                   i);
+    rc = rc ? rc : ts_weights_getf(wf, pre, &b->wi1, 2, ff_in, "encoder.block.%d.layer.1.DenseReluDense.wi_1.weight",
+                                   i);
     rc = rc ? rc : ts_weights_getf(wf, pre, &b->wo, 2, ff_out, "encoder.block.%d.layer.1.DenseReluDense.wo.weight", i);
     return rc;
 }
