@@ -111,6 +111,15 @@ static void test_unet_families(void)
     DETECT(sd1_bare, TS_FAMILY_SD1);
     CHECK(strcmp(info.comp[TS_COMP_UNET].prefix, "") == 0);
     CHECK(info.comp[TS_COMP_UNET].tensors == 3 && info.other_tensors == 1);
+    /* stable-diffusion.cpp's SDXL files: both towers in HF layout under cond_stage_model. */
+    const key sdxl_sdcpp[] = {{UNET "input_blocks.0.0.weight", 4, {8, 4, 3, 3}},
+                              {UNET "label_emb.0.0.weight", 2, {8, 16}},
+                              {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", 2, {10, 8}},
+                              {"cond_stage_model.1.transformer.text_model.embeddings.token_embedding.weight", 2, {10, 8}},
+                              {"cond_stage_model.1.transformer.text_model.text_projection", 2, {8, 8}}};
+    DETECT(sdxl_sdcpp, TS_FAMILY_SDXL);
+    CHECK(strcmp(info.comp[TS_COMP_CLIP_G].prefix, "cond_stage_model.1.transformer.") == 0);
+    CHECK(info.comp[TS_COMP_CLIP_G].tensors == 2 && info.comp[TS_COMP_CLIP_L].tensors == 1);
     const key sdxl_bare[] = {{"input_blocks.0.0.weight", 4, {8, 4, 3, 3}}, {"label_emb.0.0.weight", 2, {8, 16}}};
     DETECT(sdxl_bare, TS_FAMILY_SDXL);
 }

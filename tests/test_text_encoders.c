@@ -102,11 +102,11 @@ static void add_renamed(st_build *b, const char *name, const ts_weight *w)
     free(f);
 }
 
-/* The OpenCLIP tower re-stored in HF layout under SD3's clip_g prefix (q/k/v split,
- * projection transposed to Linear convention), as a converter would write it. */
-static void *openclip_as_hf(const ts_clip_text *g, size_t *len)
+/* The OpenCLIP tower re-stored in HF layout (q/k/v split) under prefix `pre`, as converters
+ * write it: the projection transposed to Linear convention (SD3's clip_g), or kept as
+ * OpenCLIP's matrix under text_model.text_projection (stable-diffusion.cpp's SDXL files). */
+static void *openclip_as_hf(const ts_clip_text *g, const char *pre, int linear_proj, size_t *len)
 {
-    const char *pre = "text_encoders.clip_g.transformer.";
     char name[200];
     st_build *b = calloc(1, sizeof *b);
 #define ADD(w, ...)                                                                                                    \
@@ -140,39 +140,40 @@ static void *openclip_as_hf(const ts_clip_text *g, size_t *len)
     ADD(&g->final_w, "text_model.final_layer_norm.weight");
     ADD(&g->final_b, "text_model.final_layer_norm.bias");
 #undef ADD
-    int64_t W = g->proj.shape[0], E = g->proj.shape[1];
-    float *p = malloc((size_t)(W * E) * sizeof *p), *pt = malloc((size_t)(W * E) * sizeof *pt);
-    ts_weight_to_f32(&g->proj, p);
-    for (int64_t r = 0; r < W; r++)
-        for (int64_t c = 0; c < E; c++)
-            pt[c * W + r] = p[r * E + c];
-    snprintf(name, sizeof name, "%stext_projection.weight", pre);
-    st_build_add_f32(b, name, TS_DTYPE_F32, 2, (int64_t[]){E, W}, pt);
-    free(p);
-    free(pt);
+    if (linear_proj) {
+        int64_t W = g->proj.shape[0], E = g->proj.shape[1];
+        float *p = malloc((size_t)(W * E) * sizeof *p), *pt = malloc((size_t)(W * E) * sizeof *pt);
+        ts_weight_to_f32(&g->proj, p);
+        for (int64_t r = 0; r < W; r++)
+            for (int64_t c = 0; c < E; c++)
+                pt[c * W + r] = p[r * E + c];
+        snprintf(name, sizeof name, "%stext_projection.weight", pre);
+        st_build_add_f32(b, name, TS_DTYPE_F32, 2, (int64_t[]){E, W}, pt);
+        free(p);
+        free(pt);
+    } else {
+        snprintf(name, sizeof name, "%stext_model.text_projection", pre);
+        add_renamed(b, name, &g->proj);
+    }
     void *img = st_build_finish(b, len);
     free(b);
     return img;
 }
 
-static void test_clip_layouts_agree(void)
+static void check_hf_layout(const ts_clip_text *g, const char *pre, int linear_proj)
 {
-    ts_weights *st = test_open_golden_weights("clip_text_g", "model.safetensors"), *hf_st = NULL;
-    CHECK(st != NULL);
-    if (!st)
-        return;
-    ts_clip_text g, h;
-    ts_clip_load_opts gelu = {4, TS_CLIP_ACT_GELU};
-    CHECK(ts_clip_text_load(st, ts_clip_text_prefix(st, 0), &gelu, &g) == 0);
-    CHECK(g.layout == TS_CLIP_LAYOUT_OPENCLIP && g.layers == 3 && g.width == 64 && g.proj_dim == 80);
     size_t len;
-    void *img = openclip_as_hf(&g, &len);
+    ts_weights *hf_st = NULL;
+    void *img = openclip_as_hf(g, pre, linear_proj, &len);
     CHECK(ts_weights_open_memory(img, len, &hf_st) == 0);
-    const char *pre = ts_clip_text_prefix(hf_st, 0);
-    CHECK(pre && strcmp(pre, "text_encoders.clip_g.transformer.") == 0);
-    CHECK(ts_clip_text_prefix(hf_st, 1) == NULL);
-    CHECK(ts_clip_text_load(hf_st, pre, &gelu, &h) == 0);
-    CHECK(h.layout == TS_CLIP_LAYOUT_HF && h.proj_is_linear && h.proj_dim == 80 && h.act == TS_CLIP_ACT_GELU);
+    const char *found = hf_st ? ts_clip_text_prefix(hf_st, 0) : NULL;
+    CHECK_MSG(found && strcmp(found, pre) == 0, "%s", pre);
+    CHECK(hf_st && ts_clip_text_prefix(hf_st, 1) == NULL);
+    ts_clip_text h;
+    ts_clip_load_opts gelu = {4, TS_CLIP_ACT_GELU};
+    CHECK(hf_st && ts_clip_text_load(hf_st, pre, &gelu, &h) == 0);
+    CHECK(h.layout == TS_CLIP_LAYOUT_HF && h.proj_is_linear == linear_proj && h.proj_dim == 80 &&
+          h.act == TS_CLIP_ACT_GELU);
 
     enum { B = 3, T = 77 };
     int32_t ids[B * T];
@@ -180,15 +181,30 @@ static void test_clip_layouts_agree(void)
     ts_arena *arena = ts_arena_create((size_t)1 << 28);
     for (int skip = 1; skip <= 3; skip++) {
         clip_run a, c;
-        CHECK(run_clip(&g, ids, B, T, skip, skip == 1, arena, &a) == 0);
+        CHECK(run_clip(g, ids, B, T, skip, skip == 1, arena, &a) == 0);
         CHECK(run_clip(&h, ids, B, T, skip, skip == 1, arena, &c) == 0);
-        CHECK_MSG(rel_diff(c.hidden.data, a.hidden.data, B * T * 64) == 0.0, "skip %d: HF layout differs", skip);
-        CHECK_MSG(rel_diff(c.pooled.data, a.pooled.data, B * 80) < 1e-6, "pooled %g",
+        CHECK_MSG(rel_diff(c.hidden.data, a.hidden.data, B * T * 64) == 0.0, "%s skip %d: HF layout differs", pre,
+                  skip);
+        CHECK_MSG(rel_diff(c.pooled.data, a.pooled.data, B * 80) < 1e-6, "%s pooled %g", pre,
                   rel_diff(c.pooled.data, a.pooled.data, B * 80));
     }
     ts_arena_destroy(arena);
     ts_weights_close(hf_st);
     free(img);
+}
+
+static void test_clip_layouts_agree(void)
+{
+    ts_weights *st = test_open_golden_weights("clip_text_g", "model.safetensors");
+    CHECK(st != NULL);
+    if (!st)
+        return;
+    ts_clip_text g;
+    ts_clip_load_opts gelu = {4, TS_CLIP_ACT_GELU};
+    CHECK(ts_clip_text_load(st, ts_clip_text_prefix(st, 0), &gelu, &g) == 0);
+    CHECK(g.layout == TS_CLIP_LAYOUT_OPENCLIP && g.layers == 3 && g.width == 64 && g.proj_dim == 80);
+    check_hf_layout(&g, "text_encoders.clip_g.transformer.", 1);
+    check_hf_layout(&g, "cond_stage_model.1.transformer.", 0);
     ts_weights_close(st);
 }
 

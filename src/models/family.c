@@ -51,6 +51,7 @@ static const location locations[] = {
     {TS_COMP_CLIP_L, "text_encoders.clip_l.transformer.", CLIP_MARKER, NULL},
     {TS_COMP_CLIP_G, "conditioner.embedders.1.model.", "token_embedding.weight", NULL},
     {TS_COMP_CLIP_G, "text_encoders.clip_g.transformer.", CLIP_MARKER, NULL},
+    {TS_COMP_CLIP_G, "cond_stage_model.1.transformer.", CLIP_MARKER, NULL}, /* stable-diffusion.cpp's SDXL files */
     {TS_COMP_OPENCLIP_H, "cond_stage_model.model.", "token_embedding.weight", NULL},
     {TS_COMP_T5, "", T5_MARKER, t5_roots},
     {TS_COMP_T5, "text_encoders.t5xxl.transformer.", T5_MARKER, NULL},

@@ -138,7 +138,7 @@ const char *ts_clip_text_prefix(ts_weights *wf, int n)
         "cond_stage_model.transformer.",       "cond_stage_model.model.",
         "conditioner.embedders.0.transformer.", "conditioner.embedders.1.model.",
         "text_encoders.clip_l.transformer.",   "text_encoders.clip_g.transformer.",
-        "",
+        "cond_stage_model.1.transformer.",     "",
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
         loader l = {wf, known[i]};
@@ -148,10 +148,12 @@ const char *ts_clip_text_prefix(ts_weights *wf, int n)
     return NULL;
 }
 
-/* The projection, if the file has one: HF text_projection.weight [E, W], OpenCLIP text_projection [W, E]. */
+/* The projection, if the file has one: HF text_projection.weight [E, W], OpenCLIP text_projection [W, E];
+ * stable-diffusion.cpp's SDXL files keep OpenCLIP's matrix in the HF layout as text_model.text_projection. */
 static int load_projection(const loader *l, ts_clip_text *m)
 {
     const int64_t any_by_w[2] = {-1, m->width}, w_by_any[2] = {m->width, -1};
+    const char *matrix = m->layout == TS_CLIP_LAYOUT_HF ? "text_model.text_projection" : "text_projection";
     int rc = 0;
     memset(&m->proj, 0, sizeof m->proj);
     m->proj_dim = m->width;
@@ -159,8 +161,8 @@ static int load_projection(const loader *l, ts_clip_text *m)
         rc = LOAD(l, &m->proj, 2, any_by_w, "text_projection.weight");
         m->proj_is_linear = 1;
         m->proj_dim = rc ? 0 : (int)m->proj.shape[0];
-    } else if (m->layout == TS_CLIP_LAYOUT_OPENCLIP && has(l, "text_projection")) {
-        rc = LOAD(l, &m->proj, 2, w_by_any, "text_projection");
+    } else if (has(l, matrix)) {
+        rc = LOAD(l, &m->proj, 2, w_by_any, "%s", matrix);
         m->proj_is_linear = 0;
         m->proj_dim = rc ? 0 : (int)m->proj.shape[1];
     }
