@@ -111,6 +111,13 @@ static void test_unet_families(void)
     DETECT(sd1_bare, TS_FAMILY_SD1);
     CHECK(strcmp(info.comp[TS_COMP_UNET].prefix, "") == 0);
     CHECK(info.comp[TS_COMP_UNET].tensors == 3 && info.other_tensors == 1);
+    /* stable-diffusion.cpp's SD2 files: OpenCLIP-H in HF layout where SD1 keeps CLIP-L. */
+    const key sd2_sdcpp[] = {{UNET "input_blocks.0.0.weight", 4, {8, 4, 3, 3}},
+                             {UNET "input_blocks.1.1.proj_in.weight", 4, {8, 8, 1, 1}},
+                             {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", 2, {4, 1024}}};
+    DETECT(sd2_sdcpp, TS_FAMILY_SD2);
+    CHECK(info.comp[TS_COMP_OPENCLIP_H].prefix && !info.comp[TS_COMP_CLIP_L].prefix);
+    CHECK(strcmp(info.comp[TS_COMP_OPENCLIP_H].prefix, "cond_stage_model.transformer.") == 0);
     /* stable-diffusion.cpp's SDXL files: both towers in HF layout under cond_stage_model. */
     const key sdxl_sdcpp[] = {{UNET "input_blocks.0.0.weight", 4, {8, 4, 3, 3}},
                               {UNET "label_emb.0.0.weight", 2, {8, 16}},

@@ -176,6 +176,20 @@ static ts_family pick_family(const ts_weights *wf, const ts_model_info *info)
     }
 }
 
+/* stable-diffusion.cpp's SD2 files keep OpenCLIP-H in HF layout where SD1 has CLIP-L
+ * ("cond_stage_model.transformer."): 1024 wide instead of 768. */
+static void sd2_tower_in_hf_layout(const ts_weights *wf, ts_model_info *out)
+{
+    const char *l = out->comp[TS_COMP_CLIP_L].prefix;
+    if (!l || out->comp[TS_COMP_OPENCLIP_H].prefix || strcmp(l, "cond_stage_model.transformer.") != 0)
+        return;
+    const ts_weight_info *emb = ts_weights_find(wf, l, CLIP_MARKER);
+    if (emb->ndim == 2 && emb->shape[1] == 1024) {
+        out->comp[TS_COMP_OPENCLIP_H].prefix = l;
+        out->comp[TS_COMP_CLIP_L].prefix = NULL;
+    }
+}
+
 void ts_family_detect(const ts_weights *wf, ts_model_info *out)
 {
     memset(out, 0, sizeof *out);
@@ -187,6 +201,7 @@ void ts_family_detect(const ts_weights *wf, ts_model_info *out)
             roots[l->comp] = l->roots;
         }
     }
+    sd2_tower_in_hf_layout(wf, out);
     if (ts_weights_find(wf, "", CLIP_MARKER)) {
         ts_component kind = hf_clip_kind(wf);
         if (!out->comp[kind].prefix) {
