@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "core/dtype.h"
+#include "core/quant.h"
 #include "core/tensor.h"
 #include "test.h"
 
@@ -22,8 +23,9 @@ static inline float *rand_floats(int64_t n, unsigned long long *seed)
     return x;
 }
 
-/* A weight of the given shape stored in `dtype`; `exact` receives the f32 values it
- * holds (the reference works on those, so rounding to f16 is not an error). */
+/* A weight of the given shape stored in `dtype` (a block type: quantised); `exact`
+ * receives the f32 values it holds (the reference works on those, so rounding to f16
+ * or quantisation is not an error). */
 typedef struct {
     ts_weight w;
     void *storage;
@@ -39,6 +41,10 @@ static inline test_weight make_weight(ts_dtype dtype, int ndim, const int64_t *s
     float *f = rand_floats(n, seed);
     if (dtype == TS_DTYPE_F32) {
         t.storage = f;
+    } else if (ts_dtype_is_block(dtype)) { /* n must be whole blocks */
+        t.storage = malloc((size_t)ts_dtype_bytes(dtype, (uint64_t)n));
+        ts_quantize(dtype, f, t.storage, (size_t)n);
+        free(f);
     } else {
         uint16_t *h = malloc((size_t)n * 2);
         if (dtype == TS_DTYPE_F16)

@@ -36,6 +36,16 @@ static ts_safetensors *open_case_file(const char *casename, const char *file)
     return st;
 }
 
+static ts_weights *open_case_model(const char *casename)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/golden/%s/model.safetensors", shared_dir(), casename);
+    ts_weights *wf = NULL;
+    if (ts_weights_open(path, &wf) != 0)
+        fprintf(stderr, "%s\n", ts_error_message());
+    return wf;
+}
+
 /* The case's max_abs tolerance for `key` (tolerance[key].max_abs, else tolerance.max_abs). */
 static double case_tol(const char *casename, const char *key)
 {
@@ -77,6 +87,18 @@ static float *io_f32(const ts_safetensors *io, const char *name, int64_t *numel)
 }
 
 /* Row `row` of a stored int64 [B, 77] id tensor. */
+/* A model tensor widened to f32 (malloc'd), NULL when missing. */
+static float *weight_f32(ts_weights *wf, const char *name)
+{
+    ts_weight w;
+    if (ts_weights_get(wf, NULL, name, &w) != 0)
+        return NULL;
+    float *f = malloc((size_t)ts_weight_numel(&w) * sizeof *f);
+    if (f)
+        ts_weight_to_f32(&w, f);
+    return f;
+}
+
 static void io_ids(const ts_safetensors *io, const char *name, int row, int32_t *ids)
 {
     const ts_st_tensor *t = ts_st_find(io, name);
@@ -112,22 +134,22 @@ static double mean_cols(const float *a, int64_t lda, int64_t col, int64_t rows, 
 }
 
 /* Every tensor of `src` under from_prefix, renamed to to_prefix + rest, data copied as stored. */
-static void add_renamed(st_build *b, const ts_safetensors *src, const char *from_prefix, const char *to_prefix)
+static void add_renamed(st_build *b, const ts_weights *src, const char *from_prefix, const char *to_prefix)
 {
     size_t fl = strlen(from_prefix);
-    for (size_t i = 0; i < ts_st_count(src); i++) {
-        const ts_st_tensor *t = ts_st_at(src, i);
+    for (size_t i = 0; i < ts_weights_count(src); i++) {
+        const ts_weight_info *t = ts_weights_info(src, i);
         if (strncmp(t->name, from_prefix, fl) != 0)
             continue;
         char name[200];
         snprintf(name, sizeof name, "%s%s", to_prefix, t->name + fl);
-        st_build_add(b, name, t->dtype, t->ndim, t->shape, ts_st_data(src, t));
+        st_build_add(b, name, t->dtype, t->ndim, t->shape, ts_weights_data(src, t));
     }
 }
 
 /* Fixture: golden files, the encoders under test, and memory images that must outlive them. */
 typedef struct {
-    ts_safetensors *l, *g, *built;
+    ts_weights *l, *g, *built;
     void *img;
     ts_text_encoders *enc;
 } fixture;
@@ -135,10 +157,10 @@ typedef struct {
 static void fixture_free(fixture *f)
 {
     ts_text_encoders_free(f->enc);
-    ts_st_close(f->built);
+    ts_weights_close(f->built);
     free(f->img);
-    ts_st_close(f->l);
-    ts_st_close(f->g);
+    ts_weights_close(f->l);
+    ts_weights_close(f->g);
     memset(f, 0, sizeof *f);
 }
 
@@ -148,8 +170,8 @@ static const ts_text_encoders_opts heads4 = {.tower = {{4, TS_CLIP_ACT_AUTO}, {4
  * under embedders.1 (with_l 0: bigG only). */
 static int build_sdxl(fixture *f, int with_l)
 {
-    f->l = open_case_file("clip_text_l", "model.safetensors");
-    f->g = open_case_file("clip_text_g", "model.safetensors");
+    f->l = open_case_model("clip_text_l");
+    f->g = open_case_model("clip_text_g");
     if (!f->l || !f->g)
         return -1;
     st_build *b = calloc(1, sizeof *b);
@@ -159,7 +181,7 @@ static int build_sdxl(fixture *f, int with_l)
     size_t len;
     f->img = st_build_finish(b, &len);
     free(b);
-    return ts_st_open_memory(f->img, len, &f->built);
+    return ts_weights_open_memory(f->img, len, &f->built);
 }
 
 /* ---- SD1: the pipeline_sd15 checkpoint ---- */
@@ -168,7 +190,7 @@ static const char *const sd15_prompt = "a photograph of an astronaut riding a ho
 
 static int load_sd15(fixture *f)
 {
-    f->l = open_case_file("pipeline_sd15", "model.safetensors");
+    f->l = open_case_model("pipeline_sd15");
     if (!f->l)
         return -1;
     ts_model_info info;
@@ -264,7 +286,7 @@ static void test_weight_restores_mean(void)
 #define BATCH_ORDER_TOL 1e-5
 
 /* Each chunk of the conditioning equals the encoder run directly on that chunk's ids. */
-static void check_chunks_direct(const ts_safetensors *st, const char *prefix, int heads, const ts_conditioning *c,
+static void check_chunks_direct(ts_weights *st, const char *prefix, int heads, const ts_conditioning *c,
                                 const ts_prompt_tokens *tok)
 {
     ts_clip_text m;
@@ -362,12 +384,12 @@ static void test_match_length(void)
 
 static void test_sd1_clip_skip(void)
 {
-    ts_safetensors *st = open_case_file("clip_text_l", "model.safetensors");
+    ts_weights *st = open_case_model("clip_text_l");
     ts_safetensors *io = open_case_file("clip_text_l", "io.safetensors");
     ts_text_encoders *enc = NULL;
     CHECK(st && io && ts_text_encoders_load_opts(TS_FAMILY_SD1, st, NULL, NULL, &heads4, &enc) == 0);
     if (!enc) {
-        ts_st_close(st);
+        ts_weights_close(st);
         ts_st_close(io);
         return;
     }
@@ -406,7 +428,7 @@ static void test_sd1_clip_skip(void)
     free(last);
     free(pen);
     ts_text_encoders_free(enc);
-    ts_st_close(st);
+    ts_weights_close(st);
     ts_st_close(io);
 }
 
@@ -415,7 +437,7 @@ static void test_sd1_clip_skip(void)
 static void test_sd2_penultimate_normed(void)
 {
     fixture f = {0};
-    f.g = open_case_file("clip_text_g", "model.safetensors");
+    f.g = open_case_model("clip_text_g");
     ts_safetensors *io = open_case_file("clip_text_g", "io.safetensors");
     CHECK(f.g && io);
     if (!f.g || !io) {
@@ -428,7 +450,7 @@ static void test_sd2_penultimate_normed(void)
     size_t len;
     f.img = st_build_finish(b, &len);
     free(b);
-    CHECK(ts_st_open_memory(f.img, len, &f.built) == 0);
+    CHECK(ts_weights_open_memory(f.img, len, &f.built) == 0);
     CHECK(ts_text_encoders_load_opts(TS_FAMILY_SD2, f.built, NULL, NULL, &heads4, &f.enc) == 0);
     if (f.enc) {
         CHECK(ts_text_encoders_clip_skip(f.enc, 0) == 2 && ts_text_encoders_context_dim(f.enc) == 64);
@@ -440,8 +462,8 @@ static void test_sd2_penultimate_normed(void)
         CHECK(memcmp(tok.ids, want_ids, sizeof want_ids) == 0);
         /* ln_final(penultimate), by plain loops from the stored weights */
         float *pen = io_f32(io, "out.penultimate", NULL);
-        float *lw = io_f32(f.g, "conditioner.embedders.1.model.ln_final.weight", NULL);
-        float *lb = io_f32(f.g, "conditioner.embedders.1.model.ln_final.bias", NULL);
+        float *lw = weight_f32(f.g, "conditioner.embedders.1.model.ln_final.weight");
+        float *lb = weight_f32(f.g, "conditioner.embedders.1.model.ln_final.bias");
         double worst = 0.0;
         for (int t = 0; t < T77; t++) {
             const float *x = pen + t * 64;

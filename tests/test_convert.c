@@ -225,6 +225,10 @@ static void test_errors(void)
     CHECK(ts_convert_pick(TS_DTYPE_Q4_K, 1, "x.proj.weight", TS_DTYPE_BF16, 4, conv1) == TS_DTYPE_BF16);
     CHECK(ts_convert_pick(TS_DTYPE_Q8_0, 1, "label_emb.0.0.weight", TS_DTYPE_F32, 2, layer) == TS_DTYPE_F16);
     CHECK(ts_convert_pick(TS_DTYPE_Q8_0, 1, "encoder.shared.weight", TS_DTYPE_F32, 2, layer) == TS_DTYPE_F16);
+    CHECK(ts_convert_pick(TS_DTYPE_Q8_0, 1, "conditioner.embedders.1.model.transformer.resblocks.0.mlp.c_fc.weight",
+                          TS_DTYPE_F32, 2, layer) == TS_DTYPE_Q8_0);
+    CHECK(ts_convert_pick(TS_DTYPE_Q8_0, 1, "conditioner.embedders.1.model.token_embedding.weight", TS_DTYPE_F32, 2,
+                          layer) == TS_DTYPE_F16);
     CHECK(ts_convert_pick(TS_DTYPE_Q8_0, 1, "x.bias", TS_DTYPE_F16, 1, layer) == TS_DTYPE_F16);
     CHECK(ts_convert_pick(TS_DTYPE_COUNT, 0, "x.weight", TS_DTYPE_Q6_K, 2, layer) == TS_DTYPE_F32);
     CHECK(ts_convert_pick(TS_DTYPE_COUNT, 0, "x.weight", TS_DTYPE_BF16, 2, layer) == TS_DTYPE_BF16);

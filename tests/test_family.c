@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 #include "models/family.h"
 #include "test.h"
 
@@ -20,7 +20,7 @@ typedef struct {
 static char image[1 << 16];
 
 /* A safetensors image of F16 tensors with these keys (data zero). */
-static ts_safetensors *open_keys(const key *keys, int n)
+static ts_weights *open_keys(const key *keys, int n)
 {
     char header[1 << 15];
     int used = snprintf(header, sizeof header, "{");
@@ -46,21 +46,21 @@ static ts_safetensors *open_keys(const key *keys, int n)
     for (int i = 0; i < 8; i++)
         image[i] = (char)((uint64_t)used >> (8 * i));
     memcpy(image + 8, header, (size_t)used);
-    ts_safetensors *st = NULL;
-    if (ts_st_open_memory(image, len, &st) != 0)
+    ts_weights *st = NULL;
+    if (ts_weights_open_memory(image, len, &st) != 0)
         fprintf(stderr, "open failed: %s\n", ts_error_message());
     return st;
 }
 
 #define DETECT(keys, want_family)                                                                                      \
     do {                                                                                                               \
-        ts_safetensors *st_ = open_keys(keys, (int)(sizeof keys / sizeof keys[0]));                                    \
+        ts_weights *st_ = open_keys(keys, (int)(sizeof keys / sizeof keys[0]));                                    \
         CHECK(st_ != NULL);                                                                                            \
         if (st_) {                                                                                                     \
             ts_family_detect(st_, &info);                                                                              \
             CHECK_MSG(info.family == (want_family), "%s: got %s, want %s", #keys, ts_family_name(info.family),         \
                       ts_family_name(want_family));                                                                    \
-            ts_st_close(st_);                                                                                          \
+            ts_weights_close(st_);                                                                                     \
         }                                                                                                              \
     } while (0)
 
@@ -103,6 +103,32 @@ static void test_unet_families(void)
                         {"conditioner.embedders.1.model.token_embedding.weight", 2, {10, 8}}};
     DETECT(sdxl, TS_FAMILY_SDXL);
     CHECK(info.comp[TS_COMP_CLIP_L].prefix && info.comp[TS_COMP_CLIP_G].prefix && !info.comp[TS_COMP_OPENCLIP_H].prefix);
+    /* UNet-only files (ComfyUI-GGUF's) drop the prefix; their other keys are not the UNet's. */
+    const key sd1_bare[] = {{"input_blocks.0.0.weight", 4, {8, 4, 3, 3}},
+                            {"input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", 2, {8, 768}},
+                            {"out.2.weight", 4, {4, 8, 3, 3}},
+                            {"betas", 1, {10}}};
+    DETECT(sd1_bare, TS_FAMILY_SD1);
+    CHECK(strcmp(info.comp[TS_COMP_UNET].prefix, "") == 0);
+    CHECK(info.comp[TS_COMP_UNET].tensors == 3 && info.other_tensors == 1);
+    /* stable-diffusion.cpp's SD2 files: OpenCLIP-H in HF layout where SD1 keeps CLIP-L. */
+    const key sd2_sdcpp[] = {{UNET "input_blocks.0.0.weight", 4, {8, 4, 3, 3}},
+                             {UNET "input_blocks.1.1.proj_in.weight", 4, {8, 8, 1, 1}},
+                             {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", 2, {4, 1024}}};
+    DETECT(sd2_sdcpp, TS_FAMILY_SD2);
+    CHECK(info.comp[TS_COMP_OPENCLIP_H].prefix && !info.comp[TS_COMP_CLIP_L].prefix);
+    CHECK(strcmp(info.comp[TS_COMP_OPENCLIP_H].prefix, "cond_stage_model.transformer.") == 0);
+    /* stable-diffusion.cpp's SDXL files: both towers in HF layout under cond_stage_model. */
+    const key sdxl_sdcpp[] = {{UNET "input_blocks.0.0.weight", 4, {8, 4, 3, 3}},
+                              {UNET "label_emb.0.0.weight", 2, {8, 16}},
+                              {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", 2, {10, 8}},
+                              {"cond_stage_model.1.transformer.text_model.embeddings.token_embedding.weight", 2, {10, 8}},
+                              {"cond_stage_model.1.transformer.text_model.text_projection", 2, {8, 8}}};
+    DETECT(sdxl_sdcpp, TS_FAMILY_SDXL);
+    CHECK(strcmp(info.comp[TS_COMP_CLIP_G].prefix, "cond_stage_model.1.transformer.") == 0);
+    CHECK(info.comp[TS_COMP_CLIP_G].tensors == 2 && info.comp[TS_COMP_CLIP_L].tensors == 1);
+    const key sdxl_bare[] = {{"input_blocks.0.0.weight", 4, {8, 4, 3, 3}}, {"label_emb.0.0.weight", 2, {8, 16}}};
+    DETECT(sdxl_bare, TS_FAMILY_SDXL);
 }
 
 static void test_transformer_families(void)
@@ -119,6 +145,10 @@ static void test_transformer_families(void)
     const key sd35_medium[] = {{UNET "x_embedder.proj.weight", 4, {64, 16, 2, 2}},
                                {UNET "joint_blocks.0.x_block.attn2.qkv.weight", 2, {192, 64}}};
     DETECT(sd35_medium, TS_FAMILY_SD35);
+    const key sd3_bare[] = {{"x_embedder.proj.weight", 4, {64, 16, 2, 2}},
+                            {"joint_blocks.0.x_block.attn.qkv.weight", 2, {192, 64}}};
+    DETECT(sd3_bare, TS_FAMILY_SD3);
+    CHECK(info.comp[TS_COMP_MMDIT].tensors == 2 && strcmp(info.comp[TS_COMP_MMDIT].prefix, "") == 0);
     const key schnell[] = {{"double_blocks.0.img_attn.qkv.weight", 2, {24, 8}}, {"img_in.weight", 2, {8, 64}}};
     DETECT(schnell, TS_FAMILY_FLUX_SCHNELL);
     CHECK(info.comp[TS_COMP_FLUX].tensors == 2 && strcmp(info.comp[TS_COMP_FLUX].prefix, "") == 0);
@@ -176,18 +206,18 @@ static void test_unknown(void)
 static void test_require(void)
 {
     const key sdxl[] = {{UNET "input_blocks.0.0.weight", 4, {8, 4, 3, 3}}, {UNET "label_emb.0.0.weight", 2, {8, 16}}};
-    ts_safetensors *st = open_keys(sdxl, 2);
+    ts_weights *st = open_keys(sdxl, 2);
     ts_model_info info;
     CHECK(ts_family_require(st, TS_FAMILY_BIT(TS_FAMILY_SDXL), &info) == 0 && info.family == TS_FAMILY_SDXL);
     CHECK(ts_family_require(st, TS_FAMILY_BIT(TS_FAMILY_SD1) | TS_FAMILY_BIT(TS_FAMILY_SD2), NULL) == TS_ERR_MODEL);
     const char *msg = ts_error_message();
     CHECK_MSG(strstr(msg, "<memory>: this is a sdxl checkpoint, expected sd1 or sd2") != NULL, "%s", msg);
-    ts_st_close(st);
+    ts_weights_close(st);
     const key random[] = {{"foo.weight", 2, {4, 4}}};
     st = open_keys(random, 1);
     CHECK(ts_family_require(st, TS_FAMILY_BIT(TS_FAMILY_T5), NULL) == TS_ERR_MODEL);
     CHECK(strstr(ts_error_message(), "not a checkpoint of a known model family (expected t5)") != NULL);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 static void test_names(void)

@@ -92,7 +92,7 @@ static void add_linear(model_builder *m, const char *base, int64_t out, int64_t 
     add(m, name, 1, out, 0);
 }
 
-static ts_safetensors *build_model(ts_dtype dtype, int guidance, const char *skip, const char *shrink, void **img)
+static ts_weights *build_model(ts_dtype dtype, int guidance, const char *skip, const char *shrink, void **img)
 {
     model_builder m = {.b = calloc(1, sizeof(st_build)), .dtype = dtype, .seed = 42, .skip = skip, .shrink = shrink};
     add_linear(&m, "img_in", HID, IN);
@@ -133,8 +133,8 @@ static ts_safetensors *build_model(ts_dtype dtype, int guidance, const char *ski
     size_t len;
     *img = st_build_finish(m.b, &len);
     free(m.b);
-    ts_safetensors *st = NULL;
-    if (ts_st_open_memory(*img, len, &st) != 0)
+    ts_weights *st = NULL;
+    if (ts_weights_open_memory(*img, len, &st) != 0)
         fprintf(stderr, "%s\n", ts_error_message());
     return st;
 }
@@ -180,8 +180,8 @@ static void test_bf16_matches_f32(void)
     enum { OUT = 2 * 6 * IN };
     float a[OUT], b[OUT];
     void *img_a, *img_b;
-    ts_safetensors *st_a = build_model(TS_DTYPE_BF16, 1, NULL, NULL, &img_a);
-    ts_safetensors *st_b = build_model(TS_DTYPE_F32, 1, NULL, NULL, &img_b);
+    ts_weights *st_a = build_model(TS_DTYPE_BF16, 1, NULL, NULL, &img_a);
+    ts_weights *st_b = build_model(TS_DTYPE_F32, 1, NULL, NULL, &img_b);
     ts_flux *fa = NULL, *fb = NULL;
     CHECK(st_a && ts_flux_load(st_a, "", tiny_config(), &fa) == 0);
     CHECK(st_b && ts_flux_load(st_b, "", tiny_config(), &fb) == 0);
@@ -202,8 +202,8 @@ static void test_bf16_matches_f32(void)
     }
     ts_flux_free(fa);
     ts_flux_free(fb);
-    ts_st_close(st_a);
-    ts_st_close(st_b);
+    ts_weights_close(st_a);
+    ts_weights_close(st_b);
     free(img_a);
     free(img_b);
 }
@@ -219,24 +219,24 @@ static void test_bad_files(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         void *img;
-        ts_safetensors *st = build_model(TS_DTYPE_BF16, 0, cases[i][0], cases[i][1], &img);
+        ts_weights *st = build_model(TS_DTYPE_BF16, 0, cases[i][0], cases[i][1], &img);
         ts_flux *f = NULL;
         int rc = st ? ts_flux_load(st, "", tiny_config(), &f) : 0;
         CHECK_MSG(st && rc == TS_ERR_MODEL && !f, "case %zu: rc %d", i, rc);
         ts_flux_free(f);
-        ts_st_close(st);
+        ts_weights_close(st);
         free(img);
     }
     /* Axes that do not add up to the head width are refused at load. */
     void *img;
-    ts_safetensors *st = build_model(TS_DTYPE_BF16, 0, NULL, NULL, &img);
+    ts_weights *st = build_model(TS_DTYPE_BF16, 0, NULL, NULL, &img);
     ts_flux *f = NULL;
     ts_flux_config cfg = tiny_config();
     cfg.axes_dim[0] = 6;
     CHECK(st && ts_flux_load(st, "", cfg, &f) == TS_ERR_ARG && !f);
     /* A dev model called without guidance fails instead of reading NULL. */
     void *img_dev;
-    ts_safetensors *st_dev = build_model(TS_DTYPE_BF16, 1, NULL, NULL, &img_dev);
+    ts_weights *st_dev = build_model(TS_DTYPE_BF16, 1, NULL, NULL, &img_dev);
     CHECK(st_dev && ts_flux_load(st_dev, "", tiny_config(), &f) == 0);
     if (f) {
         float img_in[6 * IN] = {0}, txt[5 * CTX] = {0}, y[VEC] = {0}, ids[6 * 3] = {0}, t = 0.5f;
@@ -250,8 +250,8 @@ static void test_bad_files(void)
         ts_arena_destroy(arena);
     }
     ts_flux_free(f);
-    ts_st_close(st);
-    ts_st_close(st_dev);
+    ts_weights_close(st);
+    ts_weights_close(st_dev);
     free(img);
     free(img_dev);
 }

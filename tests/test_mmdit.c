@@ -25,7 +25,7 @@ static void test_config(void)
 {
     static const char *cases[] = {"mmdit_sd3", "mmdit_sd35"};
     for (int i = 0; i < 2; i++) {
-        ts_safetensors *st = test_open_golden(cases[i], "model.safetensors");
+        ts_weights *st = test_open_golden_weights(cases[i], "model.safetensors");
         ts_mmdit *m = NULL;
         CHECK(st && ts_mmdit_load(st, "model.diffusion_model.", &m) == 0);
         if (m) {
@@ -38,7 +38,7 @@ static void test_config(void)
         ts_mmdit_free(m);
         /* The UNet's prefix holds no MMDiT: an error naming it, not a crash. */
         CHECK(st && ts_mmdit_load(st, "first_stage_model.", &m) == TS_ERR_MODEL && m == NULL);
-        ts_st_close(st);
+        ts_weights_close(st);
     }
 }
 
@@ -61,7 +61,7 @@ static int forward(const ts_mmdit *m, ts_arena *arena, float *x, int b, float *c
 /* Batch of two (SD3.5: qk-norm and attn2) equals each item run alone. */
 static void test_batch_matches_single(void)
 {
-    ts_safetensors *st = test_open_golden("mmdit_sd35", "model.safetensors");
+    ts_weights *st = test_open_golden_weights("mmdit_sd35", "model.safetensors");
     ts_mmdit *m = NULL;
     CHECK(st && ts_mmdit_load(st, "model.diffusion_model.", &m) == 0);
     ts_arena *arena = ts_arena_create((size_t)1 << 28);
@@ -95,7 +95,7 @@ done:
     free(in);
     ts_arena_destroy(arena);
     ts_mmdit_free(m);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 typedef struct {
@@ -117,18 +117,18 @@ static void capture_pos(void *ctx, const char *name, const ts_tensor *t)
 /* A 4 x 5 patch latent takes rows 6..9, cols 5..9 of the 16 x 16 stored grid. */
 static void test_pos_embed_crop(void)
 {
-    ts_safetensors *st = test_open_golden("mmdit_sd3", "model.safetensors");
+    ts_weights *st = test_open_golden_weights("mmdit_sd3", "model.safetensors");
     ts_mmdit *m = NULL;
     CHECK(st && ts_mmdit_load(st, "model.diffusion_model.", &m) == 0);
     ts_arena *arena = ts_arena_create((size_t)1 << 28);
     batch_inputs *in = calloc(1, sizeof *in);
     captured cap = {0};
-    const ts_st_tensor *grid = st ? ts_st_find(st, "model.diffusion_model.pos_embed") : NULL;
+    const ts_weight_info *grid = st ? ts_weights_find(st, "", "model.diffusion_model.pos_embed") : NULL;
     ts_tensor out;
     if (!m || !arena || !in || !grid || grid->dtype != TS_DTYPE_F32)
         goto done;
     CHECK(forward(m, arena, in->x, 1, in->ctx, in->y, in->t, capture_pos, &cap, &out) == 0);
-    const float *all = ts_st_data(st, grid);
+    const float *all = ts_weights_data(st, grid);
     int64_t d = grid->shape[2], h = H / 2, w = W / 2;
     CHECK(cap.got && cap.n == h * w * d);
     for (int64_t i = 0; cap.got && i < h; i++)
@@ -139,7 +139,7 @@ done:
     free(in);
     ts_arena_destroy(arena);
     ts_mmdit_free(m);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 static int run_shape(const ts_mmdit *m, ts_arena *arena, int64_t h, int64_t w, int64_t dc, int with_y)
@@ -157,7 +157,7 @@ static int run_shape(const ts_mmdit *m, ts_arena *arena, int64_t h, int64_t w, i
 
 static void test_bad_inputs(void)
 {
-    ts_safetensors *st = test_open_golden("mmdit_sd3", "model.safetensors");
+    ts_weights *st = test_open_golden_weights("mmdit_sd3", "model.safetensors");
     ts_mmdit *m = NULL;
     CHECK(st && ts_mmdit_load(st, "model.diffusion_model.", &m) == 0);
     ts_arena *arena = ts_arena_create((size_t)1 << 28);
@@ -171,7 +171,7 @@ static void test_bad_inputs(void)
     }
     ts_arena_destroy(arena);
     ts_mmdit_free(m);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 TEST_MAIN(TEST(test_config), TEST(test_batch_matches_single), TEST(test_pos_embed_crop), TEST(test_bad_inputs))

@@ -1,6 +1,7 @@
 /* ts_conv2d against a float64 direct convolution: 3x3 and 1x1, stride 1 and 2,
  * symmetric and asymmetric padding, batch > 1, channel counts off every block size,
- * weights in f32 / f16 / bf16; and shape errors reported, not crashed on. */
+ * weights in f32 / f16 / bf16 and block-quantised kernels (GGUF files; rows that are
+ * not whole blocks); and shape errors reported, not crashed on. */
 #include <string.h>
 
 #include "core/error.h"
@@ -20,7 +21,7 @@ static void check_conv(const conv_case *cc, ts_dtype dtype, int with_bias, unsig
     int64_t wo = ts_conv_out_size(cc->w, cc->k, p.stride, p.pad_left, p.pad_right);
     float *xd = rand_floats(cc->n * cc->c * cc->h * cc->w, seed);
     test_weight W = make_weight(dtype, 4, (int64_t[]){cc->o, cc->c, cc->k, cc->k}, seed);
-    test_weight b = make_weight(dtype, 1, (int64_t[]){cc->o}, seed);
+    test_weight b = make_weight(ts_dtype_is_block(dtype) ? TS_DTYPE_F32 : dtype, 1, (int64_t[]){cc->o}, seed);
     int64_t ny = cc->n * cc->o * ho * wo;
     float *yd = rand_floats(ny, seed);
     double *ref = malloc((size_t)ny * sizeof(double));
@@ -77,6 +78,22 @@ static void test_conv_cases(void)
     }
 }
 
+/* Quantised kernels are widened per call: the result is the convolution with the
+ * values the blocks hold. */
+static void test_conv_block_kernels(void)
+{
+    static const conv_case cases[] = {
+        {1, 32, 9, 11, 8, 3, {1, 1, 1, 1, 1}},  /* rows of 288: whole Q8_0 blocks, not Q4_K ones */
+        {2, 16, 6, 7, 16, 1, {1, 0, 0, 0, 0}},  /* 1x1 */
+        {1, 32, 12, 12, 8, 3, {2, 0, 0, 1, 1}}, /* VAE downsample */
+    };
+    const ts_dtype types[] = {TS_DTYPE_Q8_0, TS_DTYPE_Q4_K};
+    unsigned long long seed = 5;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int d = 0; d < 2; d++)
+            check_conv(&cases[i], types[d], (int)i % 2 == 0, &seed);
+}
+
 static void test_conv_shape_errors(void)
 {
     float buf[64] = {0};
@@ -99,4 +116,4 @@ static void test_conv_shape_errors(void)
     CHECK(strstr(ts_error_message(), "larger than") != NULL);
 }
 
-TEST_MAIN(TEST(test_conv_cases), TEST(test_conv_shape_errors))
+TEST_MAIN(TEST(test_conv_cases), TEST(test_conv_block_kernels), TEST(test_conv_shape_errors))

@@ -29,23 +29,23 @@ static double rel_diff(const float *a, const float *b, int64_t n)
     return s > 0.0 ? d / s : d;
 }
 
-static float *tensor_f32(const ts_safetensors *st, const ts_st_tensor *t)
+static float *tensor_f32(ts_weights *st, const ts_weight_info *t)
 {
     size_t n = st_build_numel(t->ndim, t->shape);
     float *f = malloc((n ? n : 1) * sizeof *f);
-    ts_to_f32(t->dtype, ts_st_data(st, t), f, n);
+    ts_to_f32(t->dtype, ts_weights_data(st, t), f, n);
     return f;
 }
 
 /* Re-stores every floating tensor of st in `dtype`, names unchanged; with `rounded`, keeps
  * f32 storage but rounds the values through `dtype` (the exact values the other holds). */
-static void *restore_dtype(const ts_safetensors *st, ts_dtype dtype, int rounded, size_t *len)
+static void *restore_dtype(ts_weights *st, ts_dtype dtype, int rounded, size_t *len)
 {
     st_build *b = calloc(1, sizeof *b);
-    for (size_t i = 0; i < ts_st_count(st); i++) {
-        const ts_st_tensor *t = ts_st_at(st, i);
+    for (size_t i = 0; i < ts_weights_count(st); i++) {
+        const ts_weight_info *t = ts_weights_info(st, i);
         if (t->dtype != TS_DTYPE_F32) {
-            st_build_add(b, t->name, t->dtype, t->ndim, t->shape, ts_st_data(st, t));
+            st_build_add(b, t->name, t->dtype, t->ndim, t->shape, ts_weights_data(st, t));
             continue;
         }
         size_t n = st_build_numel(t->ndim, t->shape);
@@ -102,11 +102,11 @@ static void add_renamed(st_build *b, const char *name, const ts_weight *w)
     free(f);
 }
 
-/* The OpenCLIP tower re-stored in HF layout under SD3's clip_g prefix (q/k/v split,
- * projection transposed to Linear convention), as a converter would write it. */
-static void *openclip_as_hf(const ts_clip_text *g, size_t *len)
+/* The OpenCLIP tower re-stored in HF layout (q/k/v split) under prefix `pre`, as converters
+ * write it: the projection transposed to Linear convention (SD3's clip_g), or kept as
+ * OpenCLIP's matrix under text_model.text_projection (stable-diffusion.cpp's SDXL files). */
+static void *openclip_as_hf(const ts_clip_text *g, const char *pre, int linear_proj, size_t *len)
 {
-    const char *pre = "text_encoders.clip_g.transformer.";
     char name[200];
     st_build *b = calloc(1, sizeof *b);
 #define ADD(w, ...)                                                                                                    \
@@ -140,39 +140,40 @@ static void *openclip_as_hf(const ts_clip_text *g, size_t *len)
     ADD(&g->final_w, "text_model.final_layer_norm.weight");
     ADD(&g->final_b, "text_model.final_layer_norm.bias");
 #undef ADD
-    int64_t W = g->proj.shape[0], E = g->proj.shape[1];
-    float *p = malloc((size_t)(W * E) * sizeof *p), *pt = malloc((size_t)(W * E) * sizeof *pt);
-    ts_weight_to_f32(&g->proj, p);
-    for (int64_t r = 0; r < W; r++)
-        for (int64_t c = 0; c < E; c++)
-            pt[c * W + r] = p[r * E + c];
-    snprintf(name, sizeof name, "%stext_projection.weight", pre);
-    st_build_add_f32(b, name, TS_DTYPE_F32, 2, (int64_t[]){E, W}, pt);
-    free(p);
-    free(pt);
+    if (linear_proj) {
+        int64_t W = g->proj.shape[0], E = g->proj.shape[1];
+        float *p = malloc((size_t)(W * E) * sizeof *p), *pt = malloc((size_t)(W * E) * sizeof *pt);
+        ts_weight_to_f32(&g->proj, p);
+        for (int64_t r = 0; r < W; r++)
+            for (int64_t c = 0; c < E; c++)
+                pt[c * W + r] = p[r * E + c];
+        snprintf(name, sizeof name, "%stext_projection.weight", pre);
+        st_build_add_f32(b, name, TS_DTYPE_F32, 2, (int64_t[]){E, W}, pt);
+        free(p);
+        free(pt);
+    } else {
+        snprintf(name, sizeof name, "%stext_model.text_projection", pre);
+        add_renamed(b, name, &g->proj);
+    }
     void *img = st_build_finish(b, len);
     free(b);
     return img;
 }
 
-static void test_clip_layouts_agree(void)
+static void check_hf_layout(const ts_clip_text *g, const char *pre, int linear_proj)
 {
-    ts_safetensors *st = test_open_golden("clip_text_g", "model.safetensors"), *hf_st = NULL;
-    CHECK(st != NULL);
-    if (!st)
-        return;
-    ts_clip_text g, h;
-    ts_clip_load_opts gelu = {4, TS_CLIP_ACT_GELU};
-    CHECK(ts_clip_text_load(st, ts_clip_text_prefix(st, 0), &gelu, &g) == 0);
-    CHECK(g.layout == TS_CLIP_LAYOUT_OPENCLIP && g.layers == 3 && g.width == 64 && g.proj_dim == 80);
     size_t len;
-    void *img = openclip_as_hf(&g, &len);
-    CHECK(ts_st_open_memory(img, len, &hf_st) == 0);
-    const char *pre = ts_clip_text_prefix(hf_st, 0);
-    CHECK(pre && strcmp(pre, "text_encoders.clip_g.transformer.") == 0);
-    CHECK(ts_clip_text_prefix(hf_st, 1) == NULL);
-    CHECK(ts_clip_text_load(hf_st, pre, &gelu, &h) == 0);
-    CHECK(h.layout == TS_CLIP_LAYOUT_HF && h.proj_is_linear && h.proj_dim == 80 && h.act == TS_CLIP_ACT_GELU);
+    ts_weights *hf_st = NULL;
+    void *img = openclip_as_hf(g, pre, linear_proj, &len);
+    CHECK(ts_weights_open_memory(img, len, &hf_st) == 0);
+    const char *found = hf_st ? ts_clip_text_prefix(hf_st, 0) : NULL;
+    CHECK_MSG(found && strcmp(found, pre) == 0, "%s", pre);
+    CHECK(hf_st && ts_clip_text_prefix(hf_st, 1) == NULL);
+    ts_clip_text h;
+    ts_clip_load_opts gelu = {4, TS_CLIP_ACT_GELU};
+    CHECK(hf_st && ts_clip_text_load(hf_st, pre, &gelu, &h) == 0);
+    CHECK(h.layout == TS_CLIP_LAYOUT_HF && h.proj_is_linear == linear_proj && h.proj_dim == 80 &&
+          h.act == TS_CLIP_ACT_GELU);
 
     enum { B = 3, T = 77 };
     int32_t ids[B * T];
@@ -180,22 +181,37 @@ static void test_clip_layouts_agree(void)
     ts_arena *arena = ts_arena_create((size_t)1 << 28);
     for (int skip = 1; skip <= 3; skip++) {
         clip_run a, c;
-        CHECK(run_clip(&g, ids, B, T, skip, skip == 1, arena, &a) == 0);
+        CHECK(run_clip(g, ids, B, T, skip, skip == 1, arena, &a) == 0);
         CHECK(run_clip(&h, ids, B, T, skip, skip == 1, arena, &c) == 0);
-        CHECK_MSG(rel_diff(c.hidden.data, a.hidden.data, B * T * 64) == 0.0, "skip %d: HF layout differs", skip);
-        CHECK_MSG(rel_diff(c.pooled.data, a.pooled.data, B * 80) < 1e-6, "pooled %g",
+        CHECK_MSG(rel_diff(c.hidden.data, a.hidden.data, B * T * 64) == 0.0, "%s skip %d: HF layout differs", pre,
+                  skip);
+        CHECK_MSG(rel_diff(c.pooled.data, a.pooled.data, B * 80) < 1e-6, "%s pooled %g", pre,
                   rel_diff(c.pooled.data, a.pooled.data, B * 80));
     }
     ts_arena_destroy(arena);
-    ts_st_close(hf_st);
+    ts_weights_close(hf_st);
     free(img);
-    ts_st_close(st);
+}
+
+static void test_clip_layouts_agree(void)
+{
+    ts_weights *st = test_open_golden_weights("clip_text_g", "model.safetensors");
+    CHECK(st != NULL);
+    if (!st)
+        return;
+    ts_clip_text g;
+    ts_clip_load_opts gelu = {4, TS_CLIP_ACT_GELU};
+    CHECK(ts_clip_text_load(st, ts_clip_text_prefix(st, 0), &gelu, &g) == 0);
+    CHECK(g.layout == TS_CLIP_LAYOUT_OPENCLIP && g.layers == 3 && g.width == 64 && g.proj_dim == 80);
+    check_hf_layout(&g, "text_encoders.clip_g.transformer.", 1);
+    check_hf_layout(&g, "cond_stage_model.1.transformer.", 0);
+    ts_weights_close(st);
 }
 
 /* Position t attends to positions <= t only: changing later tokens leaves it unchanged. */
 static void test_clip_causal(void)
 {
-    ts_safetensors *st = test_open_golden("clip_text_l", "model.safetensors");
+    ts_weights *st = test_open_golden_weights("clip_text_l", "model.safetensors");
     CHECK(st != NULL);
     if (!st)
         return;
@@ -215,12 +231,12 @@ static void test_clip_causal(void)
     CHECK(rel_diff(ra.hidden.data, rb.hidden.data, (CUT + 1) * 64) == 0.0);
     CHECK(rel_diff(ra.hidden.data + (CUT + 1) * 64, rb.hidden.data + (CUT + 1) * 64, 64) > 1e-3);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 static void test_clip_errors(void)
 {
-    ts_safetensors *st = test_open_golden("clip_text_l", "model.safetensors");
+    ts_weights *st = test_open_golden_weights("clip_text_l", "model.safetensors");
     CHECK(st != NULL);
     if (!st)
         return;
@@ -244,7 +260,7 @@ static void test_clip_errors(void)
     CHECK(run_clip(&m, ids, 1, 77, 1, 1, arena, &r) == TS_ERR_ARG);
     CHECK(ts_arena_used(arena) == 0);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 /* ---- T5 ----------------------------------------------------------------------- */
@@ -282,7 +298,7 @@ static const int32_t t5_ids[] = {37, 5, 91, 12, 64, 3, 100, 1, 0, 0, 0, 0};
  * unpadded sequence (T5's position bias depends on distances only). */
 static void test_t5_mask_hides_padding(void)
 {
-    ts_safetensors *st = test_open_golden("t5_encoder", "model.safetensors");
+    ts_weights *st = test_open_golden_weights("t5_encoder", "model.safetensors");
     CHECK(st != NULL);
     if (!st)
         return;
@@ -314,14 +330,14 @@ static void test_t5_mask_hides_padding(void)
     CHECK(rel_diff(both.data, first.data, T * 64) < 1e-6);
     CHECK(rel_diff(both.data + T * 64, padded.data, T * 64) < 1e-6);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 /* ---- weights stored in f16 / bf16 ----------------------------------------------- */
 
 /* Loads the encoder of a model file, runs it on fixed ids, returns a copy of its output
  * (n floats) and the dtype its weights were loaded in. */
-typedef float *(*encode_fn)(const ts_safetensors *st, ts_arena *arena, int64_t *n, ts_dtype *dtype);
+typedef float *(*encode_fn)(ts_weights *st, ts_arena *arena, int64_t *n, ts_dtype *dtype);
 
 static float *copy_out(const float *x, int64_t n)
 {
@@ -330,7 +346,7 @@ static float *copy_out(const float *x, int64_t n)
     return c;
 }
 
-static float *encode_clip_l(const ts_safetensors *st, ts_arena *arena, int64_t *n, ts_dtype *dtype)
+static float *encode_clip_l(ts_weights *st, ts_arena *arena, int64_t *n, ts_dtype *dtype)
 {
     enum { B = 2, T = 77 };
     int32_t ids[B * T];
@@ -345,7 +361,7 @@ static float *encode_clip_l(const ts_safetensors *st, ts_arena *arena, int64_t *
     return copy_out(r.hidden.data, *n);
 }
 
-static float *encode_t5(const ts_safetensors *st, ts_arena *arena, int64_t *n, ts_dtype *dtype)
+static float *encode_t5(ts_weights *st, ts_arena *arena, int64_t *n, ts_dtype *dtype)
 {
     ts_t5_encoder m;
     ts_tensor out;
@@ -360,15 +376,15 @@ static float *encode_t5(const ts_safetensors *st, ts_arena *arena, int64_t *n, t
  * storage of the same (rounded) values. */
 static void check_half_weights(const char *casename, encode_fn encode)
 {
-    ts_safetensors *st = test_open_golden(casename, "model.safetensors");
+    ts_weights *st = test_open_golden_weights(casename, "model.safetensors");
     CHECK(st != NULL);
     ts_arena *arena = ts_arena_create((size_t)1 << 27);
     for (int k = 0; st && k < 2; k++) {
         ts_dtype dt = k ? TS_DTYPE_BF16 : TS_DTYPE_F16, got_dt = TS_DTYPE_F32, ref_dt = TS_DTYPE_F16;
         size_t l1, l2;
         void *half = restore_dtype(st, dt, 0, &l1), *ref = restore_dtype(st, dt, 1, &l2);
-        ts_safetensors *s1 = NULL, *s2 = NULL;
-        CHECK(ts_st_open_memory(half, l1, &s1) == 0 && ts_st_open_memory(ref, l2, &s2) == 0);
+        ts_weights *s1 = NULL, *s2 = NULL;
+        CHECK(ts_weights_open_memory(half, l1, &s1) == 0 && ts_weights_open_memory(ref, l2, &s2) == 0);
         int64_t n1 = 0, n2 = 0;
         float *a = s1 ? encode(s1, arena, &n1, &got_dt) : NULL, *c = s2 ? encode(s2, arena, &n2, &ref_dt) : NULL;
         CHECK_MSG(a && c && n1 == n2 && got_dt == dt && ref_dt == TS_DTYPE_F32, "%s %s", casename, ts_dtype_name(dt));
@@ -377,13 +393,13 @@ static void check_half_weights(const char *casename, encode_fn encode)
         ts_arena_reset(arena, 0);
         free(a);
         free(c);
-        ts_st_close(s1);
-        ts_st_close(s2);
+        ts_weights_close(s1);
+        ts_weights_close(s2);
         free(half);
         free(ref);
     }
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 static void test_half_weights(void)
@@ -396,22 +412,22 @@ static void test_half_weights(void)
  * a v1.0 file (ReLU `wi`) is refused by name; bad ids fail. */
 static void test_t5_names_and_errors(void)
 {
-    ts_safetensors *st = test_open_golden("t5_encoder", "model.safetensors");
+    ts_weights *st = test_open_golden_weights("t5_encoder", "model.safetensors");
     CHECK(st != NULL);
     if (!st)
         return;
     st_build *b = calloc(1, sizeof *b);
     char name[200];
-    for (size_t i = 0; i < ts_st_count(st); i++) {
-        const ts_st_tensor *t = ts_st_at(st, i);
+    for (size_t i = 0; i < ts_weights_count(st); i++) {
+        const ts_weight_info *t = ts_weights_info(st, i);
         const char *n = strcmp(t->name, "shared.weight") == 0 ? "encoder.embed_tokens.weight" : t->name;
         snprintf(name, sizeof name, "text_encoders.t5xxl.transformer.%s", n);
-        st_build_add(b, name, t->dtype, t->ndim, t->shape, ts_st_data(st, t));
+        st_build_add(b, name, t->dtype, t->ndim, t->shape, ts_weights_data(st, t));
     }
     size_t len;
     void *img = st_build_finish(b, &len);
-    ts_safetensors *s2 = NULL;
-    CHECK(ts_st_open_memory(img, len, &s2) == 0);
+    ts_weights *s2 = NULL;
+    CHECK(ts_weights_open_memory(img, len, &s2) == 0);
     ts_t5_encoder m1, m2;
     CHECK(ts_t5_load(st, NULL, &m1) == 0);
     CHECK(ts_t5_load(s2, NULL, &m2) == 0);
@@ -425,28 +441,28 @@ static void test_t5_names_and_errors(void)
     CHECK(ts_t5_forward(&m1, bad, NULL, 1, 3, arena, &a) == TS_ERR_ARG);
     CHECK(strstr(ts_error_message(), "128") != NULL && ts_arena_used(arena) == used);
     CHECK(ts_t5_forward(&m1, bad, NULL, 1, 0, arena, &a) == TS_ERR_ARG);
-    ts_st_close(s2);
+    ts_weights_close(s2);
     free(img);
 
-    for (size_t i = 0; i < ts_st_count(st); i++) {
-        const ts_st_tensor *t = ts_st_at(st, i);
+    for (size_t i = 0; i < ts_weights_count(st); i++) {
+        const ts_weight_info *t = ts_weights_info(st, i);
         char *at = strstr(strcpy(name, t->name), "wi_0");
         if (strstr(t->name, "wi_1"))
             continue;
         if (at)
             memmove(at + 2, at + 4, strlen(at + 4) + 1);
-        st_build_add(b, name, t->dtype, t->ndim, t->shape, ts_st_data(st, t));
+        st_build_add(b, name, t->dtype, t->ndim, t->shape, ts_weights_data(st, t));
     }
     img = st_build_finish(b, &len);
-    CHECK(ts_st_open_memory(img, len, &s2) == 0);
+    CHECK(ts_weights_open_memory(img, len, &s2) == 0);
     CHECK(ts_t5_load(s2, NULL, &m2) == TS_ERR_UNSUPPORTED);
     CHECK(strstr(ts_error_message(), "v1.0") != NULL);
     CHECK(ts_t5_load(s2, "nowhere.", &m2) == TS_ERR_MODEL);
-    ts_st_close(s2);
+    ts_weights_close(s2);
     free(img);
     free(b);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 TEST_MAIN(TEST(test_clip_layouts_agree), TEST(test_clip_causal), TEST(test_clip_errors), 

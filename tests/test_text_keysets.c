@@ -45,7 +45,7 @@ static size_t dtype_bytes(const char *dt)
 }
 
 /* Writes a sparse safetensors file with the key set's tensors; returns it opened, or NULL. */
-static ts_safetensors *open_keyset(const char *name)
+static ts_weights *open_keyset(const char *name)
 {
     const char *shared = getenv("TESSERA_SHARED"), *tmp = getenv("TESSERA_TEST_TMP");
     char path[4096];
@@ -95,8 +95,8 @@ static ts_safetensors *open_keyset(const char *name)
     free(h);
     cJSON_Delete(header);
     cJSON_Delete(json);
-    ts_safetensors *st = NULL;
-    if (!ok || ts_st_open(path, &st) != 0) {
+    ts_weights *st = NULL;
+    if (!ok || ts_weights_open(path, &st) != 0) {
         fprintf(stderr, "%s: %s\n", path, ts_error_message());
         st = NULL;
     }
@@ -114,7 +114,7 @@ typedef struct {
 
 static void check_towers(const char *keyset, const clip_expect *want, int n)
 {
-    ts_safetensors *st = open_keyset(keyset);
+    ts_weights *st = open_keyset(keyset);
     CHECK_MSG(st != NULL, "%s", keyset);
     if (!st)
         return;
@@ -137,7 +137,7 @@ static void check_towers(const char *keyset, const clip_expect *want, int n)
                   m.proj_dim, m.proj_is_linear);
     }
     CHECK_MSG(ts_clip_text_prefix(st, n) == NULL, "%s: more than %d towers", keyset, n);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 #define HF TS_CLIP_LAYOUT_HF
@@ -174,7 +174,7 @@ static void test_clip_l_and_g(void)
 
 static void test_t5xxl(void)
 {
-    ts_safetensors *st = open_keyset("t5xxl");
+    ts_weights *st = open_keyset("t5xxl");
     CHECK(st != NULL);
     if (!st)
         return;
@@ -185,12 +185,12 @@ static void test_t5xxl(void)
           m.vocab == 32128 && m.buckets == 32 && m.block[23].wo.dtype == TS_DTYPE_F16);
     ts_clip_text c;
     CHECK(ts_clip_text_prefix(st, 0) == NULL && ts_clip_text_load(st, "", NULL, &c) == TS_ERR_MODEL);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 static void check_flux(const char *keyset, int guidance)
 {
-    ts_safetensors *st = open_keyset(keyset);
+    ts_weights *st = open_keyset(keyset);
     CHECK_MSG(st != NULL, "%s", keyset);
     if (!st)
         return;
@@ -203,7 +203,7 @@ static void check_flux(const char *keyset, int guidance)
                   "%s: in %d, context %d, vec %d, guidance %d", keyset, ts_flux_in_channels(f),
                   ts_flux_context_dim(f), ts_flux_vec_dim(f), ts_flux_has_guidance(f));
     ts_flux_free(f);
-    ts_st_close(st);
+    ts_weights_close(st);
 }
 
 static void test_flux(void)

@@ -14,12 +14,12 @@
 
 #include "core/arena.h"
 #include "core/error.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 #include "models/vae.h"
 #include "models/vae_tiled.h"
 #include "test.h"
 
-static ts_safetensors *model;
+static ts_weights *model;
 static ts_vae vae;
 static ts_arena *arena;
 
@@ -30,7 +30,7 @@ static int setup(void)
     const char *shared = getenv("TESSERA_SHARED");
     char path[4096];
     snprintf(path, sizeof path, "%s/golden/vae_kl/model.safetensors", shared ? shared : "../shared");
-    int rc = ts_st_open(path, &model);
+    int rc = ts_weights_open(path, &model);
     rc = rc ? rc : ts_vae_load(model, &vae);
     CHECK_MSG(rc == 0, "cannot load %s: %s", path, ts_error_message());
     if (rc)

@@ -3,8 +3,9 @@
  * must look the same through ts_weights (names, PyTorch-order shapes, values); the
  * ComfyUI-GGUF "comfy.gguf.orig_shape" entries must restore shapes (as views when
  * rows stay whole blocks, widened otherwise) and be validated; lookups fail with
- * messages naming the tensor.
+ * messages naming the tensor; metadata reads and page eviction work on both.
  */
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -115,7 +116,7 @@ static void comfy_file(const int32_t *conv_shape, int conv_ndim)
 {
     header(3, 3, 4);
     orig_shape_kv("a", 3, (int32_t[]){3, 2, 32}); /* Q8_0 rows of 64 stay whole blocks */
-    orig_shape_kv("conv", conv_ndim, conv_shape); /* Q4_K rows of 16: widened */
+    orig_shape_kv("conv", conv_ndim, conv_shape); /* Q4_K: see test_comfy_orig_shape */
     orig_shape_kv("h", 4, (int32_t[]){4, 1, 3, 3}); /* f16: any shape is a view */
     orig_shape_kv("gone", 1, (int32_t[]){7});       /* names no tensor: ignored */
     tinfo("a", 2, (uint64_t[]){64, 3}, TS_GGML_Q8_0, 0);
@@ -133,7 +134,7 @@ static void comfy_file(const int32_t *conv_shape, int conv_ndim)
 
 static void test_comfy_orig_shape(void)
 {
-    comfy_file((int32_t[]){4, 4, 4, 4}, 4);
+    comfy_file((int32_t[]){16, 16}, 2); /* rows of 16 are not whole Q4_K blocks: widened */
     ts_weights *wf = NULL;
     int rc = ts_weights_open_memory(buf, len, &wf);
     CHECK_MSG(rc == 0, "%s", ts_error_message());
@@ -150,7 +151,7 @@ static void test_comfy_orig_shape(void)
     CHECK(memcmp(row, all + 128, sizeof row) == 0);
 
     CHECK(ts_weights_get(wf, NULL, "conv", &w) == 0);
-    CHECK(w.dtype == TS_DTYPE_F32 && w.ndim == 4 && w.shape[0] == 4 && w.shape[3] == 4);
+    CHECK(w.dtype == TS_DTYPE_F32 && w.ndim == 2 && w.shape[0] == 16 && w.shape[1] == 16);
     const ts_gguf_tensor *conv = ts_gguf_find(g, "conv");
     ts_dequantize(TS_DTYPE_Q4_K, ts_gguf_data(g, conv), all, 256);
     CHECK(memcmp(w.data, all, sizeof all) == 0);
@@ -160,6 +161,19 @@ static void test_comfy_orig_shape(void)
 
     CHECK(ts_weights_get(wf, NULL, "h", &w) == 0);
     CHECK(w.dtype == TS_DTYPE_F16 && w.ndim == 4 && w.shape[1] == 1 && w.shape[2] == 3);
+    ts_weights_close(wf);
+
+    /* A 4x4 conv kernel is widened per convolution, so it stays a view of the blocks
+     * (and a 1x1 one, read as a matrix, is widened like any other). */
+    comfy_file((int32_t[]){4, 4, 4, 4}, 4);
+    CHECK(ts_weights_open_memory(buf, len, &wf) == 0);
+    CHECK(wf && ts_weights_get(wf, NULL, "conv", &w) == 0);
+    CHECK(w.dtype == TS_DTYPE_Q4_K && w.ndim == 4 && w.shape[3] == 4);
+    CHECK(wf && w.data == ts_gguf_data(ts_weights_gguf(wf), ts_gguf_find(ts_weights_gguf(wf), "conv")));
+    ts_weights_close(wf);
+    comfy_file((int32_t[]){16, 16, 1, 1}, 4);
+    CHECK(ts_weights_open_memory(buf, len, &wf) == 0);
+    CHECK(wf && ts_weights_get(wf, NULL, "conv", &w) == 0 && w.dtype == TS_DTYPE_F32);
     ts_weights_close(wf);
 
     comfy_file((int32_t[]){4, 4, 4, 5}, 4);
@@ -192,4 +206,87 @@ static void test_not_a_weight(void)
     ts_weights_close(wf);
 }
 
-TEST_MAIN(TEST(test_same_tensors_both_formats), TEST(test_comfy_orig_shape), TEST(test_not_a_weight))
+/* ---- metadata and page eviction, both containers ---- */
+
+#define BIG_ROWS 1024 /* a 1024 x 1024 f32 tensor: 4 MiB of pages to fault in and drop */
+
+static int fill_big(void *ctx, size_t i, FILE *f)
+{
+    (void)ctx;
+    (void)i;
+    float row[BIG_ROWS];
+    for (int r = 0; r < BIG_ROWS; r++) {
+        for (int c = 0; c < BIG_ROWS; c++)
+            row[c] = (float)((r * 7 + c) % 251);
+        if (fwrite(row, sizeof row, 1, f) != 1)
+            return TS_ERR_IO;
+    }
+    return 0;
+}
+
+/* This process's file-backed resident memory in kB (/proc/self/status RssFile), -1 if unknown. */
+static long rss_file_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "RssFile: %ld", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static double touch(ts_weights *wf)
+{
+    ts_weight w;
+    if (ts_weights_get(wf, NULL, "big", &w) != 0)
+        return -1;
+    const volatile float *p = w.data;
+    double sum = 0;
+    for (int64_t i = 0; i < (int64_t)BIG_ROWS * BIG_ROWS; i++)
+        sum += p[i];
+    return sum;
+}
+
+static void check_evict(const char *path, const char *what)
+{
+    ts_weights *wf = NULL;
+    CHECK_MSG(ts_weights_open(path, &wf) == 0, "%s: %s", what, ts_error_message());
+    if (!wf)
+        return;
+    size_t len = 0;
+    const char *v = ts_weights_metadata(wf, "modelspec.prediction_type", &len);
+    CHECK_MSG(v && len == 1 && v[0] == 'v', "%s: metadata", what);
+    CHECK_MSG(ts_weights_metadata(wf, "absent", &len) == NULL, "%s", what);
+    CHECK_MSG(strcmp(ts_weights_metadata_key(wf, 0), "modelspec.prediction_type") == 0, "%s", what);
+    double sum = touch(wf);
+    long before = rss_file_kb();
+    ts_weights_evict(wf);
+    long after = rss_file_kb();
+    CHECK_MSG(before >= 0 && before - after >= 3 * 1024, "%s: RssFile %ld kB -> %ld kB after evicting 4 MiB", what,
+              before, after);
+    CHECK_MSG(touch(wf) == sum, "%s: the pages fault back in with the same values", what);
+    ts_weights_close(wf);
+    ts_weights_evict(NULL);
+}
+
+static void test_metadata_and_evict(void)
+{
+    const ts_out_tensor big = {"big", TS_DTYPE_F32, 2, {BIG_ROWS, BIG_ROWS}};
+    const char *keys[] = {"modelspec.prediction_type"}, *vals[] = {"v"};
+    const ts_gguf_out_kv kv = {"modelspec.prediction_type", TS_GGUF_STRING, "v", 0};
+    char st_path[512], gguf_path[512];
+    snprintf(st_path, sizeof st_path, "%s", tmp_path("evict.safetensors"));
+    snprintf(gguf_path, sizeof gguf_path, "%s", tmp_path("evict.gguf"));
+    CHECK(ts_st_write(st_path, keys, vals, 1, &big, 1, fill_big, NULL) == 0);
+    CHECK(ts_gguf_write(gguf_path, &kv, 1, &big, 1, fill_big, NULL) == 0);
+    check_evict(st_path, "safetensors");
+    check_evict(gguf_path, "gguf");
+    unlink(st_path);
+    unlink(gguf_path);
+}
+
+TEST_MAIN(TEST(test_same_tensors_both_formats), TEST(test_metadata_and_evict), TEST(test_comfy_orig_shape),
+          TEST(test_not_a_weight))

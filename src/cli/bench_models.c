@@ -48,11 +48,12 @@ static void models_usage(FILE *f, const char *suite)
                    "[--json]\n\n"
                    "Runs K (default 1) UNet sampling steps on random latents of a WxH image: batch 2 (cond and\n"
                    "uncond) unless --cfg is 1 (default 7).  Prints the first step (cold weights) and the median\n"
-                   "of the others, as wall and CPU/threads seconds, and the peak resident memory.\n");
+                   "of the others, as wall and CPU/threads seconds, and the peak resident memory.  FILE is a\n"
+                   "checkpoint or UNet-only file, .safetensors or .gguf.\n");
     else
         fprintf(f, "usage: tessera bench vae --model FILE --width W --height H [--threads N] [--json]\n\n"
                    "Runs one VAE decode of a random latent to a WxH image and prints its wall and\n"
-                   "CPU/threads seconds and the peak resident memory.\n");
+                   "CPU/threads seconds and the peak resident memory (FILE: .safetensors or .gguf).\n");
 }
 
 /* Parses the options of `suite` ("unet" takes --cfg and --steps too): 0, or the exit status. */
@@ -253,7 +254,7 @@ static int unet_steps(const ts_unet *unet, const model_opts *o, const unet_batch
 
 static int bench_unet(const model_opts *o)
 {
-    ts_safetensors *st = NULL;
+    ts_weights *wf = NULL;
     ts_unet *unet = NULL;
     ts_arena *arena = NULL;
     unet_batch b = {0};
@@ -261,14 +262,14 @@ static int bench_unet(const model_opts *o)
     unet_result r = {.batch = o->cfg != 1.0 ? 2 : 1};
     double t0 = bench_wall_seconds();
     unsigned accepted = TS_FAMILY_BIT(TS_FAMILY_SD1) | TS_FAMILY_BIT(TS_FAMILY_SD2) | TS_FAMILY_BIT(TS_FAMILY_SDXL);
-    int rc = ts_st_open(o->model, &st);
-    rc = rc ? rc : ts_family_require(st, accepted, &info);
+    int rc = ts_weights_open(o->model, &wf);
+    rc = rc ? rc : ts_family_require(wf, accepted, &info);
     if (!rc) {
         /* The head rule is the one thing the weights do not say (see unet.h). */
         ts_unet_config cfg = info.family == TS_FAMILY_SD1 ? (ts_unet_config){.num_heads = 8}
                                                           : (ts_unet_config){.head_channels = 64};
         r.family = ts_family_name(info.family);
-        rc = ts_unet_load(st, info.comp[TS_COMP_UNET].prefix, cfg, &unet);
+        rc = ts_unet_load(wf, info.comp[TS_COMP_UNET].prefix, cfg, &unet);
     }
     r.load_seconds = bench_wall_seconds() - t0;
     rc = rc ? rc : unet_batch_make(unet, o, r.batch, &b);
@@ -280,7 +281,7 @@ static int bench_unet(const model_opts *o)
     unet_batch_free(&b);
     ts_arena_destroy(arena);
     ts_unet_free(unet);
-    ts_st_close(st);
+    ts_weights_close(wf);
     return rc;
 }
 
@@ -288,14 +289,14 @@ static int bench_unet(const model_opts *o)
 
 static int bench_vae(const model_opts *o)
 {
-    ts_safetensors *st = NULL;
+    ts_weights *wf = NULL;
     ts_arena *arena = NULL;
     ts_vae vae;
     ts_tensor latent = {0}, image;
     unsigned seed = 2024;
     double t0 = bench_wall_seconds();
-    int rc = ts_st_open(o->model, &st);
-    rc = rc ? rc : ts_vae_load(st, &vae);
+    int rc = ts_weights_open(o->model, &wf);
+    rc = rc ? rc : ts_vae_load(wf, &vae);
     double load_seconds = bench_wall_seconds() - t0;
     if (!rc && !(arena = ts_arena_create(BENCH_ARENA_BYTES)))
         rc = TS_ERR_NOMEM;
@@ -320,7 +321,7 @@ static int bench_vae(const model_opts *o)
     }
     free(latent.data);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(wf);
     return rc;
 }
 

@@ -29,13 +29,13 @@ static void t5_usage(FILE *f)
 
 static int bench_t5(const char *model, long tokens)
 {
-    ts_safetensors *st = NULL;
+    ts_weights *wf = NULL;
     ts_t5_encoder m;
     double t0 = bench_wall_seconds();
-    int rc = ts_st_open(model, &st);
-    rc = rc ? rc : ts_t5_load(st, NULL, &m);
+    int rc = ts_weights_open(model, &wf);
+    rc = rc ? rc : ts_t5_load(wf, NULL, &m);
     if (rc) {
-        ts_st_close(st);
+        ts_weights_close(wf);
         return rc;
     }
     double t_load = bench_wall_seconds() - t0;
@@ -47,7 +47,7 @@ static int bench_t5(const char *model, long tokens)
     if (!ids || !arena) {
         free(ids);
         ts_arena_destroy(arena);
-        ts_st_close(st);
+        ts_weights_close(wf);
         return ts_fail(TS_ERR_NOMEM, "out of memory");
     }
     for (long i = 0; i < tokens; i++)
@@ -62,7 +62,7 @@ static int bench_t5(const char *model, long tokens)
             s += (double)out.data[i] * out.data[i];
         const char *dt = ts_dtype_name(m.block[0].q.dtype);
         printf("model    %s: T5 encoder, %d blocks, d_model %d, %d heads, d_ff %d, %s weights (%.2f GB file)\n",
-               model, m.layers, m.d_model, m.heads, m.d_ff, dt, (double)ts_st_file_size(st) / 1e9);
+               model, m.layers, m.d_model, m.heads, m.d_ff, dt, (double)ts_weights_file_size(wf) / 1e9);
         printf("run      %ld tokens, %d threads: %.2f s (open + load %.3f s); output rms %.4f\n", tokens,
                ts_threads_get(), t_run, t_load, sqrt(s / (double)ts_tensor_numel(&out)));
         printf("memory   peak RSS %.0f MB (VmHWM); now RssAnon %.0f MB, RssFile %.0f MB; arena peak %.1f MB\n",
@@ -71,7 +71,7 @@ static int bench_t5(const char *model, long tokens)
     }
     free(ids);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(wf);
     return rc;
 }
 

@@ -29,7 +29,7 @@ static void encode_usage(FILE *f)
                "docs/prompt-syntax.md) with the text encoders of an SD1, SD2 or SDXL checkpoint\n"
                "and prints each 77-token chunk's ids, the weights that are not 1, and the\n"
                "shape, mean, std, min and max of the conditioning (and of SDXL's pooled vector).\n\n"
-               "  -m, --model FILE  checkpoint (.safetensors), or a file with only text encoders\n"
+               "  -m, --model FILE  checkpoint (.safetensors or .gguf), or a file with only text encoders\n"
                "  -p, --prompt TEXT the prompt\n"
                "  --clip-skip N     1 = last layer, 2 = penultimate, ...; default: the model's\n"
                "                    own (SD1 1, SD2 2, SDXL 2)\n"
@@ -252,10 +252,10 @@ static int fail_line(void)
     return 1;
 }
 
-static int open_optional(const char *path, ts_safetensors **st)
+static int open_optional(const char *path, ts_weights **wf)
 {
-    *st = NULL;
-    return path ? ts_st_open(path, st) : 0;
+    *wf = NULL;
+    return path ? ts_weights_open(path, wf) : 0;
 }
 
 int cmd_encode(int argc, char **argv)
@@ -264,11 +264,11 @@ int cmd_encode(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
-    ts_safetensors *main = NULL, *clip_l = NULL, *clip_g = NULL;
+    ts_weights *main = NULL, *clip_l = NULL, *clip_g = NULL;
     ts_text_encoders *enc = NULL;
     ts_conditioning c = {0};
     ts_prompt_tokens tok = {0};
-    rc = ts_st_open(a.model, &main);
+    rc = ts_weights_open(a.model, &main);
     if (!rc)
         rc = open_optional(a.clip_l, &clip_l);
     if (!rc)
@@ -300,8 +300,8 @@ int cmd_encode(int argc, char **argv)
     ts_prompt_tokens_free(&tok);
     ts_conditioning_free(&c);
     ts_text_encoders_free(enc);
-    ts_st_close(clip_g);
-    ts_st_close(clip_l);
-    ts_st_close(main);
+    ts_weights_close(clip_g);
+    ts_weights_close(clip_l);
+    ts_weights_close(main);
     return status;
 }

@@ -50,7 +50,7 @@ static void generate_usage(FILE *f)
             "  inpaint      --init-image IMG --mask MASK [--mask-blur R] [--strength S]\n"
             "  edit         --init-image IMG --instruct [--image-cfg S]  (InstructPix2Pix models)\n\n"
             "model:\n"
-            "  -m, --model FILE        checkpoint (.safetensors) with the UNet\n"
+            "  -m, --model FILE        checkpoint (.safetensors or .gguf) with the UNet\n"
             "      --vae FILE          separate VAE (default: the checkpoint's)\n"
             "      --clip-l FILE       separate CLIP-L text encoder (SD1, SDXL)\n"
             "      --clip-g FILE       separate OpenCLIP bigG text encoder (SDXL)\n"

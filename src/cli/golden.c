@@ -8,12 +8,16 @@
 
 static void golden_usage(FILE *f)
 {
-    fprintf(f, "usage: tessera golden [--vae-tile N] CASE_DIR...\n\n"
+    fprintf(f, "usage: tessera golden [--vae-tile N] [--model FILE] [--rel-l2 X] CASE_DIR...\n\n"
                "Runs each golden case folder (case.json + model + io.safetensors, see\n"
                "shared/golden/FORMAT.md) and prints one line per compared tensor with its\n"
                "max_abs, rel_l2 and PASS/FAIL.\n\n"
                "  --vae-tile N  run the VAE cases through the tiled VAE, tiles of N latent\n"
-               "                pixels, at 10x the case tolerances\n\n"
+               "                pixels, at 10x the case tolerances\n"
+               "  --model FILE  load these weights instead of the case's model.safetensors\n"
+               "                (e.g. a `tessera convert` GGUF of it)\n"
+               "  --rel-l2 X    pass every output on relative L2 error <= X alone (for\n"
+               "                rounded or quantised weights)\n\n"
                "exit status: 0 every case passed (or was skipped among others that ran),\n"
                "1 a comparison failed, 77 every case is of a family not implemented yet.\n");
 }
@@ -35,8 +39,25 @@ int cmd_golden(int argc, char **argv)
                 fprintf(stderr, "tessera golden: --vae-tile needs a tile size in latent pixels (1..65536)\n");
                 return 2;
             }
-            opts = (golden_options){.tolerance_scale = 10.0, .vae_tile = (int)n};
+            opts.tolerance_scale *= 10.0;
+            opts.vae_tile = (int)n;
             i++;
+        } else if (strcmp(argv[i], "--model") == 0 || strcmp(argv[i], "--rel-l2") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "tessera golden: %s needs a value\n", argv[i]);
+                return 2;
+            }
+            if (argv[i][2] == 'm') {
+                opts.model = argv[++i];
+                continue;
+            }
+            char *end = NULL;
+            double limit = strtod(argv[++i], &end);
+            if (!end || *end || !(limit > 0 && limit < 1)) {
+                fprintf(stderr, "tessera golden: --rel-l2 needs a number between 0 and 1\n");
+                return 2;
+            }
+            opts.rel_l2 = limit;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "tessera golden: unknown option '%s'\n", argv[i]);
             return 2;

@@ -1,5 +1,5 @@
 /*
- * tessera info FILE [--json]: what a safetensors checkpoint holds, without loading it.
+ * tessera info FILE [--json]: what a safetensors or GGUF checkpoint holds, without loading it.
  *
  * Only the header is read (the data stays mapped and untouched), so this answers in
  * milliseconds for a 24 GB file.  It reports what a user needs before choosing
@@ -15,7 +15,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 #include "models/family.h"
 
 typedef struct {
@@ -27,22 +27,22 @@ typedef struct {
 static void info_usage(FILE *f)
 {
     fprintf(f, "usage: tessera info FILE [--json]\n\n"
-               "Summarises a .safetensors checkpoint from its header: tensor count, parameters,\n"
+               "Summarises a .safetensors or .gguf checkpoint from its header: tensor count, parameters,\n"
                "dtypes (tensors and bytes each), the detected model family and components,\n"
-               "and the __metadata__ keys.  --json prints one JSON object instead.\n\n"
+               "and the metadata keys (__metadata__, or the GGUF keys).  --json prints one JSON object instead.\n\n"
                "families: sd1 sd2 sdxl sd3 sd3.5 flux-schnell flux-dev vae clip-l clip-g t5\n"
                "exit status: 0 known family, 3 unknown family, 1 unreadable file, 2 bad usage.\n");
 }
 
-static void count(const ts_safetensors *st, totals *t)
+static void count(const ts_weights *wf, totals *t)
 {
     memset(t, 0, sizeof *t);
-    for (size_t i = 0; i < ts_st_count(st); i++) {
-        const ts_st_tensor *x = ts_st_at(st, i);
-        t->parameters += ts_st_numel(x);
-        t->bytes += x->end - x->begin;
+    for (size_t i = 0; i < ts_weights_count(wf); i++) {
+        const ts_weight_info *x = ts_weights_info(wf, i);
+        t->parameters += ts_weight_info_numel(x);
+        t->bytes += x->bytes;
         t->per_dtype_tensors[x->dtype]++;
-        t->per_dtype_bytes[x->dtype] += x->end - x->begin;
+        t->per_dtype_bytes[x->dtype] += x->bytes;
     }
 }
 
@@ -62,11 +62,11 @@ static const char *human(char *buf, size_t size, uint64_t v, const char *const u
 static const char *const count_units[] = {"", "K", "M", "B"};
 static const char *const byte_units[] = {" B", "KB", "MB", "GB"};
 
-static void print_text(const ts_safetensors *st, const totals *t, const ts_model_info *m)
+static void print_text(const ts_weights *wf, const totals *t, const ts_model_info *m)
 {
     char h[32];
-    printf("file        %s (%llu bytes)\n", ts_st_path(st), (unsigned long long)ts_st_file_size(st));
-    printf("tensors     %zu\n", ts_st_count(st));
+    printf("file        %s (%llu bytes)\n", ts_weights_path(wf), (unsigned long long)ts_weights_file_size(wf));
+    printf("tensors     %zu\n", ts_weights_count(wf));
     printf("parameters  %llu (%s)\n", (unsigned long long)t->parameters,
            human(h, sizeof h, t->parameters, count_units));
     printf("data bytes  %llu (%s)\n", (unsigned long long)t->bytes, human(h, sizeof h, t->bytes, byte_units));
@@ -81,20 +81,20 @@ static void print_text(const ts_safetensors *st, const totals *t, const ts_model
                    m->comp[c].tensors, human(h, sizeof h, m->comp[c].parameters, count_units), m->comp[c].prefix);
     if (m->other_tensors)
         printf("  %-10s  %zu tensors\n", "(other)", m->other_tensors);
-    const char *meta = ts_st_metadata_key(st, 0);
+    const char *meta = ts_weights_metadata_key(wf, 0);
     printf("metadata    %s", meta ? "" : "(none)");
-    for (size_t i = 0; (meta = ts_st_metadata_key(st, i)) != NULL; i++)
+    for (size_t i = 0; (meta = ts_weights_metadata_key(wf, i)) != NULL; i++)
         printf("%s%s", i ? ", " : "", meta);
     printf("\n");
 }
 
-static int print_json(const ts_safetensors *st, const totals *t, const ts_model_info *m)
+static int print_json(const ts_weights *wf, const totals *t, const ts_model_info *m)
 {
     cJSON *root = cJSON_CreateObject(), *dtypes = cJSON_CreateObject(), *comps = cJSON_CreateArray(),
           *details = cJSON_CreateObject(), *meta = cJSON_CreateArray();
-    cJSON_AddStringToObject(root, "file", ts_st_path(st));
-    cJSON_AddNumberToObject(root, "file_bytes", (double)ts_st_file_size(st));
-    cJSON_AddNumberToObject(root, "tensors", (double)ts_st_count(st));
+    cJSON_AddStringToObject(root, "file", ts_weights_path(wf));
+    cJSON_AddNumberToObject(root, "file_bytes", (double)ts_weights_file_size(wf));
+    cJSON_AddNumberToObject(root, "tensors", (double)ts_weights_count(wf));
     cJSON_AddNumberToObject(root, "parameters", (double)t->parameters);
     cJSON_AddNumberToObject(root, "data_bytes", (double)t->bytes);
     for (int d = 0; d < TS_DTYPE_COUNT; d++)
@@ -118,7 +118,7 @@ static int print_json(const ts_safetensors *st, const totals *t, const ts_model_
     cJSON_AddItemToObject(root, "component_counts", details);
     cJSON_AddNumberToObject(root, "other_tensors", (double)m->other_tensors);
     const char *key;
-    for (size_t i = 0; (key = ts_st_metadata_key(st, i)) != NULL; i++)
+    for (size_t i = 0; (key = ts_weights_metadata_key(wf, i)) != NULL; i++)
         cJSON_AddItemToArray(meta, cJSON_CreateString(key));
     cJSON_AddItemToObject(root, "metadata_keys", meta);
     char *text = cJSON_Print(root);
@@ -166,21 +166,21 @@ int cmd_info(int argc, char **argv)
         info_usage(stderr);
         return 2;
     }
-    ts_safetensors *st;
-    if (ts_st_open(path, &st) != 0) {
+    ts_weights *wf;
+    if (ts_weights_open(path, &wf) != 0) {
         print_error();
         return 1;
     }
     totals t;
     ts_model_info m;
-    count(st, &t);
-    ts_family_detect(st, &m);
+    count(wf, &t);
+    ts_family_detect(wf, &m);
     int rc = 0;
     if (json)
-        rc = print_json(st, &t, &m);
+        rc = print_json(wf, &t, &m);
     else
-        print_text(st, &t, &m);
-    ts_st_close(st);
+        print_text(wf, &t, &m);
+    ts_weights_close(wf);
     if (rc != 0)
         return rc;
     return m.family == TS_FAMILY_UNKNOWN ? 3 : 0;

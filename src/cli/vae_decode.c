@@ -16,7 +16,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "io/image.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 #include "models/vae.h"
 #include "models/vae_tiled.h"
 
@@ -107,15 +107,15 @@ typedef struct {
 
 static int decode(const decode_args *a)
 {
-    ts_safetensors *st = NULL;
+    ts_weights *wf = NULL;
     ts_vae vae;
     ts_arena *arena = NULL;
-    int rc = ts_st_open(a->model, &st);
-    rc = rc ? rc : ts_vae_load(st, &vae);
+    int rc = ts_weights_open(a->model, &wf);
+    rc = rc ? rc : ts_vae_load(wf, &vae);
     if (!rc && !(arena = ts_arena_create((size_t)1 << 40)))
         rc = TS_ERR_NOMEM;
     if (rc) {
-        ts_st_close(st);
+        ts_weights_close(wf);
         return rc;
     }
     int64_t f = (int64_t)1 << (vae.levels - 1);
@@ -140,7 +140,7 @@ static int decode(const decode_args *a)
     if (!rc && a->out)
         rc = write_png(a->out, &image);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(wf);
     return rc;
 }
 

@@ -38,7 +38,8 @@ int64_t ts_weight_numel(const ts_weight *w);
 int64_t ts_weight_row_len(const ts_weight *w);
 
 /* Copies row r of a weight (dims after the first, flattened) into dst as f32.  For a
- * block type the row length is a multiple of the block length (GGUF guarantees it). */
+ * block type the row length must be a multiple of the block length (io/weights.h
+ * guarantees it for every weight but a conv kernel, which is only widened whole). */
 void ts_weight_row_f32(const ts_weight *w, int64_t r, float *dst);
 /* Widens a whole weight (any dtype) into dst, numel floats. */
 void ts_weight_to_f32(const ts_weight *w, float *dst);

@@ -95,6 +95,8 @@ int golden_compare(golden_case *gc, const char *name, const float *got, int ndim
         printf("  %-40s FAIL (case.json gives no tolerance for it)\n", name);
         return record(gc, 0);
     }
+    if (gc->rel_l2 > 0)
+        tol = (tolerance){INFINITY, gc->rel_l2, -1};
     size_t n = 1;
     for (int d = 0; d < ndim; d++)
         n *= (size_t)shape[d];
@@ -200,6 +202,14 @@ const char *golden_path(golden_case *gc, const char *file, char *buf, int buf_si
     return buf;
 }
 
+const char *golden_model_path(golden_case *gc, char *buf, int buf_size)
+{
+    if (!gc->model)
+        return golden_path(gc, "model.safetensors", buf, buf_size);
+    snprintf(buf, (size_t)buf_size, "%s", gc->model);
+    return buf;
+}
+
 const cJSON *golden_config(golden_case *gc, const char *section, const char *key)
 {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(gc->json, "config");
@@ -240,7 +250,7 @@ int golden_run_case(const char *dir, const golden_options *opts)
     char path[4096];
     snprintf(path, sizeof path, "%s/case.json", dir);
     golden_case gc = {.dir = dir, .tolerance_scale = opts->tolerance_scale > 0 ? opts->tolerance_scale : 1.0,
-                      .vae_tile = opts->vae_tile};
+                      .vae_tile = opts->vae_tile, .model = opts->model, .rel_l2 = opts->rel_l2};
     gc.json = read_json_file(path);
     if (!gc.json) {
         printf("%s: FAIL: %s\n", dir, ts_error_message());

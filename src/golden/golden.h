@@ -22,6 +22,8 @@ typedef struct {
     const char *dir;
     cJSON *json;            /* case.json */
     ts_safetensors *io;     /* io.safetensors, or NULL when the case has none */
+    const char *model;      /* the weights to load instead of model.safetensors (NULL: that) */
+    double rel_l2;          /* > 0: see golden_options */
     double tolerance_scale; /* multiplies every tolerance (e.g. tiled runs) */
     int vae_tile;           /* > 0: VAE runners use the tiled passes with this tile (latent pixels) */
     int compared, failed;
@@ -31,6 +33,11 @@ typedef struct {
 typedef struct {
     double tolerance_scale; /* 0 means 1 */
     int vae_tile;           /* 0: untiled VAE */
+    const char *model;      /* NULL: the case's model.safetensors; else e.g. a GGUF conversion of it */
+    /* > 0: every float output passes on rel_l2 <= this alone.  For rounded or quantised
+     * weights (a converted model), which move every output by a relative amount: the
+     * case's absolute bounds were set for f32 weights. */
+    double rel_l2;
 } golden_options;
 
 /* Compares got (float32, numel elements) with the stored tensor `name`; prints one
@@ -52,6 +59,9 @@ int golden_compare_int64(golden_case *gc, const char *name, const int64_t *got, 
 float *golden_input(golden_case *gc, const char *name, int *ndim_out, int64_t *shape_out);
 /* Path of a file inside the case folder (static buffer per call site is not kept: copy). */
 const char *golden_path(golden_case *gc, const char *file, char *buf, int buf_size);
+
+/* The case's weights: golden_options.model, else model.safetensors in the case folder. */
+const char *golden_model_path(golden_case *gc, char *buf, int buf_size);
 
 /* case.json config.<section>.<key> (section NULL: config.<key>); NULL when absent. */
 const cJSON *golden_config(golden_case *gc, const char *section, const char *key);

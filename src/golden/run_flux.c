@@ -61,7 +61,7 @@ static ts_flux_config case_config(golden_case *gc)
 
 /* What both kinds of case feed the model besides the image tokens. */
 typedef struct {
-    ts_safetensors *st;
+    ts_weights *wf;
     ts_flux *flux;
     ts_arena *arena;
     ts_tensor img, img_ids, txt, txt_ids, y;
@@ -74,15 +74,15 @@ static void close_case(flux_case *c)
         free(inputs[i]);
     ts_arena_destroy(c->arena);
     ts_flux_free(c->flux);
-    ts_st_close(c->st);
+    ts_weights_close(c->wf);
 }
 
 static int open_case(golden_case *gc, flux_case *c)
 {
     char path[4096];
     memset(c, 0, sizeof *c);
-    int rc = ts_st_open(golden_path(gc, "model.safetensors", path, sizeof path), &c->st);
-    rc = rc ? rc : ts_flux_load(c->st, "", case_config(gc), &c->flux);
+    int rc = ts_weights_open(golden_model_path(gc, path, sizeof path), &c->wf);
+    rc = rc ? rc : ts_flux_load(c->wf, "", case_config(gc), &c->flux);
     if (rc)
         return rc;
     c->arena = ts_arena_create((size_t)1 << 30);

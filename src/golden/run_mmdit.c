@@ -11,13 +11,14 @@
 #include "core/error.h"
 #include "golden/golden.h"
 #include "golden/runners.h"
+#include "models/family.h"
 #include "models/mmdit.h"
 #include "sample/denoiser.h"
 #include "sample/sampler.h"
 #include "sample/schedule.h"
 
 typedef struct {
-    ts_safetensors *st;
+    ts_weights *wf;
     ts_mmdit *m;
     ts_arena *arena;
 } loaded_model;
@@ -26,8 +27,11 @@ static int load_model(golden_case *gc, loaded_model *lm)
 {
     char path[4096];
     memset(lm, 0, sizeof *lm);
-    int rc = ts_st_open(golden_path(gc, "model.safetensors", path, sizeof path), &lm->st);
-    rc = rc ? rc : ts_mmdit_load(lm->st, "model.diffusion_model.", &lm->m);
+    ts_model_info info;
+    int rc = ts_weights_open(golden_model_path(gc, path, sizeof path), &lm->wf);
+    /* The prefix as detected: a transformer-only file (ComfyUI-GGUF's) has bare names. */
+    rc = rc ? rc : ts_family_require(lm->wf, TS_FAMILY_BIT(TS_FAMILY_SD3) | TS_FAMILY_BIT(TS_FAMILY_SD35), &info);
+    rc = rc ? rc : ts_mmdit_load(lm->wf, info.comp[TS_COMP_MMDIT].prefix, &lm->m);
     if (!rc && !(lm->arena = ts_arena_create((size_t)1 << 30)))
         rc = TS_ERR_NOMEM;
     return rc;
@@ -37,7 +41,7 @@ static void free_model(loaded_model *lm)
 {
     ts_arena_destroy(lm->arena);
     ts_mmdit_free(lm->m);
-    ts_st_close(lm->st);
+    ts_weights_close(lm->wf);
 }
 
 static int run_forward(golden_case *gc, const loaded_model *lm)

@@ -153,7 +153,7 @@ static int run_mode(golden_case *gc, const ts_sd_model *m, ts_sd_request req, ts
 }
 
 typedef struct {
-    ts_safetensors *st;
+    ts_weights *wf;
     ts_clip_text clip;
     ts_sd_model *model;
     ts_arena *arena;
@@ -162,14 +162,14 @@ typedef struct {
 
 static int open_case(golden_case *gc, pipeline_case *pc, char *path, size_t size)
 {
-    golden_path(gc, "model.safetensors", path, (int)size);
+    golden_model_path(gc, path, (int)size);
     ts_clip_load_opts clip_opts = {.heads = (int)golden_config_number(gc, "text_encoder", "num_attention_heads"),
                                    .act = TS_CLIP_ACT_QUICK_GELU};
-    int rc = ts_st_open(path, &pc->st);
-    const char *prefix = rc ? NULL : ts_clip_text_prefix(pc->st, 0);
+    int rc = ts_weights_open(path, &pc->wf);
+    const char *prefix = rc ? NULL : ts_clip_text_prefix(pc->wf, 0);
     if (rc == 0 && !prefix)
         rc = ts_fail(TS_ERR_MODEL, "%s: no CLIP text encoder", path);
-    rc = rc ? rc : ts_clip_text_load(pc->st, prefix, &clip_opts, &pc->clip);
+    rc = rc ? rc : ts_clip_text_load(pc->wf, prefix, &clip_opts, &pc->clip);
     ts_sd_files files = {.model = path, .unet = {.num_heads = (int)golden_config_number(gc, "unet", "num_heads")}};
     rc = rc ? rc : ts_sd_load(&files, &pc->model);
     if (rc)
@@ -223,6 +223,6 @@ int golden_run_sd_pipeline(golden_case *gc)
     free(pc.mask);
     ts_arena_destroy(pc.arena);
     ts_sd_free(pc.model);
-    ts_st_close(pc.st);
+    ts_weights_close(pc.wf);
     return rc;
 }

@@ -63,7 +63,7 @@ static void compare_probe(void *ctx, const char *name, int step, const ts_tensor
 int golden_run_flux_pipeline(golden_case *gc)
 {
     char paths[4][4096];
-    ts_flux_files files = {.model = golden_path(gc, "model.safetensors", paths[0], sizeof paths[0]),
+    ts_flux_files files = {.model = golden_model_path(gc, paths[0], sizeof paths[0]),
                            .ae = golden_path(gc, "ae.safetensors", paths[1], sizeof paths[1]),
                            .clip_l = golden_path(gc, "clip_l.safetensors", paths[2], sizeof paths[2]),
                            .t5 = golden_path(gc, "t5.safetensors", paths[3], sizeof paths[3]),

@@ -47,11 +47,11 @@ static int32_t *int_input(golden_case *gc, const char *name, int64_t shape_out[2
     return ids;
 }
 
-static int open_model(golden_case *gc, ts_safetensors **st, ts_arena **arena)
+static int open_model(golden_case *gc, ts_weights **wf, ts_arena **arena)
 {
     char path[4096];
     *arena = NULL;
-    int rc = ts_st_open(golden_path(gc, "model.safetensors", path, sizeof path), st);
+    int rc = ts_weights_open(golden_model_path(gc, path, sizeof path), wf);
     if (rc)
         return rc;
     *arena = ts_arena_create((size_t)1 << 30);
@@ -79,9 +79,9 @@ static int config_heads(golden_case *gc)
 }
 
 /* Finds the tower the way a checkpoint loader does and checks it is where case.json says. */
-static int load_clip(golden_case *gc, const ts_safetensors *st, ts_clip_text *m)
+static int load_clip(golden_case *gc, ts_weights *wf, ts_clip_text *m)
 {
-    const char *found = ts_clip_text_prefix(st, 0);
+    const char *found = ts_clip_text_prefix(wf, 0);
     const cJSON *want = config_item(gc, "prefix");
     if (!found)
         return ts_fail(TS_ERR_MODEL, "no CLIP text encoder found in the case's model");
@@ -89,7 +89,7 @@ static int load_clip(golden_case *gc, const ts_safetensors *st, ts_clip_text *m)
         return ts_fail(TS_ERR_MODEL, "CLIP text encoder found under \"%s\", case.json says \"%s\"", found,
                        want->valuestring);
     ts_clip_load_opts opts = {config_heads(gc), config_act(gc)};
-    return ts_clip_text_load(st, found, &opts, m);
+    return ts_clip_text_load(wf, found, &opts, m);
 }
 
 static int compare_if_stored(golden_case *gc, const char *name, const ts_tensor *t)
@@ -117,13 +117,13 @@ static int clip_output(golden_case *gc, const ts_clip_text *m, const int32_t *id
 
 int golden_run_clip_text(golden_case *gc)
 {
-    ts_safetensors *st = NULL;
+    ts_weights *wf = NULL;
     ts_arena *arena = NULL;
     ts_clip_text m;
     int64_t shape[2];
     int32_t *ids = NULL;
-    int rc = open_model(gc, &st, &arena);
-    rc = rc ? rc : load_clip(gc, st, &m);
+    int rc = open_model(gc, &wf, &arena);
+    rc = rc ? rc : load_clip(gc, wf, &m);
     if (!rc && !(ids = int_input(gc, "in.input_ids", shape)))
         rc = TS_ERR_FORMAT;
     if (!rc) {
@@ -142,7 +142,7 @@ int golden_run_clip_text(golden_case *gc)
     rc = rc ? rc : clip_output(gc, &m, ids, shape, arena, "out.penultimate_normed", 2, 1, NULL);
     free(ids);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(wf);
     return rc;
 }
 
@@ -196,16 +196,16 @@ static int t5_buckets(golden_case *gc, const ts_t5_encoder *m)
 
 int golden_run_t5_encoder(golden_case *gc)
 {
-    ts_safetensors *st = NULL;
+    ts_weights *wf = NULL;
     ts_arena *arena = NULL;
     ts_t5_encoder m;
-    int rc = open_model(gc, &st, &arena);
-    rc = rc ? rc : ts_t5_load(st, NULL, &m);
+    int rc = open_model(gc, &wf, &arena);
+    rc = rc ? rc : ts_t5_load(wf, NULL, &m);
     rc = rc ? rc : t5_buckets(gc, &m);
     rc = rc ? rc : t5_output(gc, &m, "in.input_ids", "in.attention_mask", "out.last_hidden_state", arena);
     rc = rc ? rc : t5_output(gc, &m, "in.input_ids", NULL, "out.last_hidden_state_nomask", arena);
     rc = rc ? rc : t5_output(gc, &m, "in.input_ids_long", NULL, "out.last_hidden_state_long", arena);
     ts_arena_destroy(arena);
-    ts_st_close(st);
+    ts_weights_close(wf);
     return rc;
 }

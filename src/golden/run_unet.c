@@ -8,7 +8,10 @@
 #include "core/error.h"
 #include "golden/golden.h"
 #include "golden/runners.h"
+#include "models/family.h"
 #include "models/unet.h"
+
+#define UNET_FAMILIES (TS_FAMILY_BIT(TS_FAMILY_SD1) | TS_FAMILY_BIT(TS_FAMILY_SD2) | TS_FAMILY_BIT(TS_FAMILY_SDXL))
 
 static int config_int(golden_case *gc, const char *key, int fallback)
 {
@@ -19,7 +22,7 @@ static int config_int(golden_case *gc, const char *key, int fallback)
 int golden_run_unet(golden_case *gc)
 {
     char path[4096];
-    ts_safetensors *st = NULL;
+    ts_weights *wf = NULL;
     ts_unet *unet = NULL;
     ts_arena *arena = NULL;
     ts_tensor x = {0}, context = {0}, y = {0};
@@ -28,8 +31,11 @@ int golden_run_unet(golden_case *gc)
     int head_channels = config_int(gc, "num_head_channels", -1);
     ts_unet_config cfg = {.num_heads = head_channels > 0 ? 0 : config_int(gc, "num_heads", 0),
                           .head_channels = head_channels > 0 ? head_channels : 0};
-    int rc = ts_st_open(golden_path(gc, "model.safetensors", path, sizeof path), &st);
-    rc = rc ? rc : ts_unet_load(st, "model.diffusion_model.", cfg, &unet);
+    ts_model_info info;
+    int rc = ts_weights_open(golden_model_path(gc, path, sizeof path), &wf);
+    /* The prefix as detected: a UNet-only file (ComfyUI-GGUF's) has bare names. */
+    rc = rc ? rc : ts_family_require(wf, UNET_FAMILIES, &info);
+    rc = rc ? rc : ts_unet_load(wf, info.comp[TS_COMP_UNET].prefix, cfg, &unet);
     if (!rc) {
         arena = ts_arena_create((size_t)1 << 30);
         x.data = golden_input(gc, "in.x", &x.ndim, x.shape);
@@ -54,7 +60,7 @@ int golden_run_unet(golden_case *gc)
     free(y.data);
     ts_arena_destroy(arena);
     ts_unet_free(unet);
-    ts_st_close(st);
+    ts_weights_close(wf);
     return rc;
 }
 

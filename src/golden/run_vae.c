@@ -52,7 +52,7 @@ static int compare_moments(golden_case *gc, const ts_tensor *moments, int z, int
 }
 
 typedef struct {
-    ts_safetensors *model;
+    ts_weights *model;
     ts_vae vae;
     ts_arena *arena;
     ts_tensor image, latent;
@@ -62,7 +62,7 @@ static int open_vae_case(golden_case *gc, vae_case *vc)
 {
     char path[4096];
     memset(vc, 0, sizeof *vc);
-    int rc = ts_st_open(golden_path(gc, "model.safetensors", path, sizeof path), &vc->model);
+    int rc = ts_weights_open(golden_model_path(gc, path, sizeof path), &vc->model);
     rc = rc ? rc : ts_vae_load(vc->model, &vc->vae);
     if (rc)
         return rc;
@@ -79,7 +79,7 @@ static void close_vae_case(vae_case *vc)
     free(vc->image.data);
     free(vc->latent.data);
     ts_arena_destroy(vc->arena);
-    ts_st_close(vc->model);
+    ts_weights_close(vc->model);
 }
 
 /* The three passes, untiled or tiled as the case asks. */

@@ -37,9 +37,12 @@ int ts_convert_type_from_name(const char *name, ts_dtype *out)
 }
 
 /* Norms and embeddings are small next to the layers they feed and sensitive to error
- * (ComfyUI-GGUF and llama.cpp keep them too). */
+ * (ComfyUI-GGUF and llama.cpp keep them too).  SDXL's text encoders live under
+ * "conditioner.embedders.", which names no embedding. */
 static int keep_unquantised(const char *name)
 {
+    if (strncmp(name, "conditioner.embedders.", 22) == 0)
+        name += 22;
     size_t n = strlen(name);
     return strstr(name, "norm") || strstr(name, "embed") || strstr(name, "label_emb") ||
            (n >= 13 && strcmp(name + n - 13, "shared.weight") == 0);

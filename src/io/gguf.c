@@ -461,6 +461,12 @@ int ts_gguf_open_memory(const void *buf, size_t len, ts_gguf **out)
     return finish_open(g, out);
 }
 
+void ts_gguf_evict(const ts_gguf *g)
+{
+    if (g)
+        ts_evict_file(&g->map);
+}
+
 void ts_gguf_close(ts_gguf *g)
 {
     if (!g)

@@ -94,6 +94,8 @@ int ts_gguf_open(const char *path, ts_gguf **out);
 /* Parses an in-memory image (not copied: buf must outlive the handle). */
 int ts_gguf_open_memory(const void *buf, size_t len, ts_gguf **out);
 void ts_gguf_close(ts_gguf *g);
+/* Drops the file's pages from the resident set, as ts_st_evict does. */
+void ts_gguf_evict(const ts_gguf *g);
 
 uint32_t ts_gguf_version(const ts_gguf *g);
 uint32_t ts_gguf_alignment(const ts_gguf *g);

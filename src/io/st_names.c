@@ -18,8 +18,8 @@ static int format_name(char *name, const char *fmt, va_list ap)
     return 0;
 }
 
-int ts_st_weightf(const ts_safetensors *st, const char *prefix, ts_weight *out, int ndim, const int64_t *shape,
-                  const char *fmt, ...)
+int ts_weights_getf(ts_weights *wf, const char *prefix, ts_weight *out, int ndim, const int64_t *shape,
+                    const char *fmt, ...)
 {
     char name[NAME_MAX_LEN];
     va_list ap;
@@ -29,8 +29,8 @@ int ts_st_weightf(const ts_safetensors *st, const char *prefix, ts_weight *out, 
     if (rc)
         return rc;
     if (ndim == 0)
-        return ts_st_weight(st, prefix, name, out);
-    return ts_st_weight_shaped(st, prefix, name, ndim, shape, out);
+        return ts_weights_get(wf, prefix, name, out);
+    return ts_weights_get_shaped(wf, prefix, name, ndim, shape, out);
 }
 
 int ts_scope_weight(const ts_st_scope *s, ts_weight *out, const char *fmt, ...)
@@ -40,7 +40,7 @@ int ts_scope_weight(const ts_st_scope *s, ts_weight *out, const char *fmt, ...)
     va_start(ap, fmt);
     int rc = format_name(name, fmt, ap);
     va_end(ap);
-    return rc ? rc : ts_st_weight(s->st, s->prefix, name, out);
+    return rc ? rc : ts_weights_get(s->wf, s->prefix, name, out);
 }
 
 int ts_scope_has(const ts_st_scope *s, const char *fmt, ...)
@@ -50,16 +50,16 @@ int ts_scope_has(const ts_st_scope *s, const char *fmt, ...)
     va_start(ap, fmt);
     int rc = format_name(name, fmt, ap);
     va_end(ap);
-    return rc == 0 && ts_st_find_prefixed(s->st, s->prefix, name) != NULL;
+    return rc == 0 && ts_weights_find(s->wf, s->prefix, name) != NULL;
 }
 
-int ts_st_count_indexed(const ts_safetensors *st, const char *prefix, const char *fmt, int max)
+int ts_weights_count_indexed(const ts_weights *wf, const char *prefix, const char *fmt, int max)
 {
     char name[256];
     int n = 0;
     for (; n <= max; n++) {
         snprintf(name, sizeof name, fmt, n);
-        if (!ts_st_find_prefixed(st, prefix, name))
+        if (!ts_weights_find(wf, prefix, name))
             break;
     }
     return n;

@@ -45,6 +45,17 @@ static void info_from_st(ts_weights *wf)
     }
 }
 
+/* Whether a tensor of this shape can stay a block view: a conv kernel larger than 1x1
+ * is widened whole per call, so it needs whole blocks only; everything else is read
+ * by rows (dims after the first). */
+static int whole_blocks(const ts_weight_info *w, int64_t block)
+{
+    uint64_t numel = ts_weight_info_numel(w);
+    int conv_kernel = w->ndim == 4 && (w->shape[2] > 1 || w->shape[3] > 1);
+    uint64_t unit = conv_kernel || w->ndim < 2 || w->shape[0] == 0 ? numel : numel / (uint64_t)w->shape[0];
+    return unit % (uint64_t)block == 0;
+}
+
 /* Applies a "comfy.gguf.orig_shape.NAME" entry: an integer array whose product is the
  * stored element count. */
 static int apply_orig_shape(const ts_gguf_kv *kv, const ts_gguf_tensor *t, ts_weight_info *w, unsigned char *widen)
@@ -65,7 +76,7 @@ static int apply_orig_shape(const ts_gguf_kv *kv, const ts_gguf_tensor *t, ts_we
                        (unsigned long long)numel, (unsigned long long)ts_gguf_numel(t));
     w->ndim = (int)kv->count;
     memcpy(w->shape, shape, (size_t)w->ndim * sizeof shape[0]);
-    *widen = shape[w->ndim - 1] % ts_dtype_block_len(t->dtype) != 0;
+    *widen = !whole_blocks(w, ts_dtype_block_len(t->dtype));
     return 0;
 }
 
@@ -170,12 +181,47 @@ void ts_weights_close(ts_weights *wf)
     free(wf);
 }
 
+void ts_weights_evict(const ts_weights *wf)
+{
+    if (!wf)
+        return;
+    ts_st_evict(wf->st);
+    ts_gguf_evict(wf->gguf);
+}
+
 ts_weights_format ts_weights_format_of(const ts_weights *wf)
 {
     return wf->gguf ? TS_WEIGHTS_GGUF : TS_WEIGHTS_SAFETENSORS;
 }
 
 const char *ts_weights_path(const ts_weights *wf) { return wf->gguf ? ts_gguf_path(wf->gguf) : ts_st_path(wf->st); }
+uint64_t ts_weights_file_size(const ts_weights *wf)
+{
+    return wf->gguf ? ts_gguf_file_size(wf->gguf) : ts_st_file_size(wf->st);
+}
+
+const char *ts_weights_metadata(const ts_weights *wf, const char *key, size_t *len)
+{
+    if (wf->st) {
+        const char *v = ts_st_metadata(wf->st, key);
+        *len = v ? strlen(v) : 0;
+        return v;
+    }
+    const ts_gguf_kv *kv = ts_gguf_kv_find(wf->gguf, key);
+    uint64_t n = 0;
+    const char *v = kv && kv->type == TS_GGUF_STRING ? ts_gguf_kv_str(kv, 0, &n) : NULL;
+    *len = (size_t)n;
+    return v;
+}
+
+const char *ts_weights_metadata_key(const ts_weights *wf, size_t i)
+{
+    if (wf->st)
+        return ts_st_metadata_key(wf->st, i);
+    const ts_gguf_kv *kv = ts_gguf_kv_at(wf->gguf, i);
+    return kv ? kv->key : NULL;
+}
+
 const ts_safetensors *ts_weights_safetensors(const ts_weights *wf) { return wf->st; }
 const ts_gguf *ts_weights_gguf(const ts_weights *wf) { return wf->gguf; }
 size_t ts_weights_count(const ts_weights *wf) { return wf->count; }
@@ -185,6 +231,14 @@ const ts_weight_info *ts_weights_info(const ts_weights *wf, size_t i) { return i
 const ts_weight_info *ts_weights_find(const ts_weights *wf, const char *prefix, const char *name)
 {
     return ts_name_index_find(&wf->index, prefix ? prefix : "", name);
+}
+
+uint64_t ts_weight_info_numel(const ts_weight_info *info)
+{
+    uint64_t n = 1;
+    for (int d = 0; d < info->ndim; d++)
+        n *= (uint64_t)info->shape[d];
+    return n;
 }
 
 const void *ts_weights_data(const ts_weights *wf, const ts_weight_info *info) { return wf->data[info - wf->info]; }

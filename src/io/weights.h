@@ -9,7 +9,11 @@
  * ComfyUI-GGUF flattened to rows of 256 (its "comfy.gguf.orig_shape.NAME" key, for
  * conv weights whose rows are not whole blocks) is given its original shape: as a
  * view when that shape's rows are whole blocks, otherwise widened once to f32 into
- * memory the handle owns (such tensors are small and few).
+ * memory the handle owns.  A 4-D conv kernel larger than 1x1 only needs its element
+ * count to be whole blocks (the convolution widens its kernel per call, see
+ * ops/conv.c); anything else needs rows (the dims after the first) of whole blocks,
+ * as ts_linear reads it row by row.  So only the odd tensor is ever widened, never a
+ * model.
  */
 #ifndef TS_IO_WEIGHTS_H
 #define TS_IO_WEIGHTS_H
@@ -39,9 +43,17 @@ int ts_weights_open(const char *path, ts_weights **out);
 /* The same on an in-memory image (buf must outlive the handle). */
 int ts_weights_open_memory(const void *buf, size_t len, ts_weights **out);
 void ts_weights_close(ts_weights *wf);
+/* Drops the file's pages from the resident set (see ts_st_evict); a NULL handle is a no-op. */
+void ts_weights_evict(const ts_weights *wf);
 
 ts_weights_format ts_weights_format_of(const ts_weights *wf);
 const char *ts_weights_path(const ts_weights *wf);
+uint64_t ts_weights_file_size(const ts_weights *wf);
+/* A string metadata value (safetensors "__metadata__", a GGUF string key): its bytes,
+ * not NUL-terminated for GGUF, and length; NULL when absent or not a string. */
+const char *ts_weights_metadata(const ts_weights *wf, const char *key, size_t *len);
+/* The i-th metadata key in file order (GGUF: every key, typed or not), NULL past the last. */
+const char *ts_weights_metadata_key(const ts_weights *wf, size_t i);
 /* The underlying reader, or NULL when the file is the other format. */
 const ts_safetensors *ts_weights_safetensors(const ts_weights *wf);
 const ts_gguf *ts_weights_gguf(const ts_weights *wf);
@@ -50,6 +62,8 @@ const ts_gguf *ts_weights_gguf(const ts_weights *wf);
 size_t ts_weights_count(const ts_weights *wf);
 const ts_weight_info *ts_weights_info(const ts_weights *wf, size_t i);
 const ts_weight_info *ts_weights_find(const ts_weights *wf, const char *prefix, const char *name);
+/* Element count of a tensor (1 for a 0-d one). */
+uint64_t ts_weight_info_numel(const ts_weight_info *info);
 
 /* The stored bytes of a tensor (info->bytes of them, in info->dtype). */
 const void *ts_weights_data(const ts_weights *wf, const ts_weight_info *info);

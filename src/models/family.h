@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "io/safetensors.h"
+#include "io/weights.h"
 
 typedef enum {
     TS_FAMILY_UNKNOWN,
@@ -60,7 +60,7 @@ typedef struct {
 } ts_model_info;
 
 /* Fills `out`; never fails (an unrecognised file is TS_FAMILY_UNKNOWN). */
-void ts_family_detect(const ts_safetensors *st, ts_model_info *out);
+void ts_family_detect(const ts_weights *wf, ts_model_info *out);
 
 /* "sd1", "sd2", "sdxl", "sd3", "sd3.5", "flux-schnell", "flux-dev", "vae", "clip-l", "clip-g", "t5", "unknown". */
 const char *ts_family_name(ts_family f);
@@ -71,6 +71,6 @@ const char *ts_component_name(ts_component c);
 
 /* Detects the family and fails with TS_ERR_MODEL ("<file>: this is a flux-dev checkpoint, expected
  * sd1 or sd2") unless it is one of `accepted`, a mask of TS_FAMILY_BIT()s.  out may be NULL. */
-int ts_family_require(const ts_safetensors *st, unsigned accepted, ts_model_info *out);
+int ts_family_require(const ts_weights *wf, unsigned accepted, ts_model_info *out);
 
 #endif

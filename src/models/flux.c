@@ -194,19 +194,19 @@ static int load_blocks(const ts_st_scope *l, ts_flux *f)
     for (int i = 0; i < f->n_single && !rc; i++)
         rc = load_single(l, &f->singles[i], i);
     if (!rc && (f->n_double == 0 || f->n_single == 0))
-        rc = ts_fail(TS_ERR_MODEL, "%s: no Flux double_blocks / single_blocks under \"%s\"", ts_st_path(l->st),
+        rc = ts_fail(TS_ERR_MODEL, "%s: no Flux double_blocks / single_blocks under \"%s\"", ts_weights_path(l->wf),
                      l->prefix);
     return rc;
 }
 
-int ts_flux_load(const ts_safetensors *st, const char *prefix, ts_flux_config cfg, ts_flux **out)
+int ts_flux_load(ts_weights *wf, const char *prefix, ts_flux_config cfg, ts_flux **out)
 {
     *out = NULL;
     ts_flux *f = calloc(1, sizeof *f);
     if (!f)
         return ts_fail(TS_ERR_NOMEM, "out of memory loading Flux");
     f->cfg = cfg;
-    ts_st_scope l = {.st = st, .prefix = prefix ? prefix : ""};
+    ts_st_scope l = {.wf = wf, .prefix = prefix ? prefix : ""};
     int rc = 0;
     rc = rc ? rc : load_linear(&l, &f->img_in, "img_in");
     rc = rc ? rc : load_linear(&l, &f->txt_in, "txt_in");
@@ -227,7 +227,7 @@ int ts_flux_load(const ts_safetensors *st, const char *prefix, ts_flux_config cf
         f->head_dim = ts_weight_numel(&f->doubles[0].img.q_scale);
         f->heads = f->head_dim > 0 ? f->hidden / f->head_dim : 0;
         f->mlp_hidden = f->doubles[0].img.mlp0.w.shape[0];
-        rc = check_shapes(f, ts_st_path(st));
+        rc = check_shapes(f, ts_weights_path(wf));
     }
     if (rc) {
         ts_flux_free(f);

@@ -14,7 +14,7 @@
 
 #include "core/arena.h"
 #include "core/tensor.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 
 #define TS_FLUX_MAX_AXES 4
 
@@ -29,7 +29,7 @@ ts_flux_config ts_flux_config_default(void);
 
 typedef struct ts_flux ts_flux;
 
-int ts_flux_load(const ts_safetensors *st, const char *prefix, ts_flux_config cfg, ts_flux **out);
+int ts_flux_load(ts_weights *wf, const char *prefix, ts_flux_config cfg, ts_flux **out);
 void ts_flux_free(ts_flux *flux);
 
 int ts_flux_in_channels(const ts_flux *flux);  /* packed latent token width (64) */

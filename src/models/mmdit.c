@@ -157,13 +157,13 @@ static int load_top(const ts_st_scope *l, ts_mmdit *m)
     return 0;
 }
 
-int ts_mmdit_load(const ts_safetensors *st, const char *prefix, ts_mmdit **out)
+int ts_mmdit_load(ts_weights *wf, const char *prefix, ts_mmdit **out)
 {
     *out = NULL;
     ts_mmdit *m = calloc(1, sizeof *m);
     if (!m)
         return ts_fail(TS_ERR_NOMEM, "out of memory loading the MMDiT");
-    ts_st_scope l = {.st = st, .prefix = prefix ? prefix : ""};
+    ts_st_scope l = {.wf = wf, .prefix = prefix ? prefix : ""};
     int rc = load_top(&l, m);
     while (!rc && m->depth < MAX_DEPTH && ts_scope_has(&l, "joint_blocks.%d.x_block.adaLN_modulation.1.weight", m->depth))
         m->depth++;
@@ -179,7 +179,7 @@ int ts_mmdit_load(const ts_safetensors *st, const char *prefix, ts_mmdit **out)
             rc = ts_fail(TS_ERR_MODEL, "%sjoint_blocks.%d: unexpected adaLN sizes for an MMDiT block", l.prefix, i);
     }
     if (!rc && m->depth == 0)
-        rc = ts_fail(TS_ERR_MODEL, "%s: no joint_blocks under %s; not an SD3 MMDiT", ts_st_path(st), l.prefix);
+        rc = ts_fail(TS_ERR_MODEL, "%s: no joint_blocks under %s; not an SD3 MMDiT", ts_weights_path(wf), l.prefix);
     if (rc) {
         free(m);
         return rc;

@@ -13,7 +13,7 @@
 
 #include "core/arena.h"
 #include "core/tensor.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 
 /* SD3's latent format: the MMDiT sees (vae_latent - shift) * scale. */
 #define TS_SD3_LATENT_SCALE 1.5305f
@@ -21,7 +21,7 @@
 
 typedef struct ts_mmdit ts_mmdit;
 
-int ts_mmdit_load(const ts_safetensors *st, const char *prefix, ts_mmdit **out);
+int ts_mmdit_load(ts_weights *wf, const char *prefix, ts_mmdit **out);
 void ts_mmdit_free(ts_mmdit *m);
 
 int ts_mmdit_in_channels(const ts_mmdit *m);

@@ -173,7 +173,7 @@ static int load_block(loader *l, const ts_unet_config *cfg, const char *base, un
     memset(b, 0, sizeof *b);
     for (int part = 0; part < 3 && !rc; part++) {
         snprintf(l->block_prefix, sizeof l->block_prefix, "%s%s.%d.", l->top.prefix, base, part);
-        l->block = (ts_st_scope){l->top.st, l->block_prefix};
+        l->block = (ts_st_scope){l->top.wf, l->block_prefix};
         if (ts_scope_has(&l->block, "op.weight")) {
             b->has_down = 1;
             rc = rc ? rc : ts_scope_weight(&l->block, &b->resample_w, "op.weight");
@@ -333,9 +333,10 @@ static int check_block(shape_check *c, const char *base, const unet_block *b, in
     return rc;
 }
 
-static int check_shapes(const ts_safetensors *st, const char *prefix, const ts_unet *u)
+static int check_shapes(ts_weights *wf, const char *prefix, const ts_unet *u)
 {
-    shape_check c = {.path = ts_st_path(st), .prefix = prefix, .emb = u->time_w1.shape[0], .context = u->context_dim};
+    shape_check c = {
+        .path = ts_weights_path(wf), .prefix = prefix, .emb = u->time_w1.shape[0], .context = u->context_dim};
     int64_t mc = u->model_channels, skips[MAX_BLOCKS], ch = mc;
     int rc = 0;
     rc = rc ? rc : want(&c, &u->conv_in_w, "input_blocks.0.0.weight", 4, mc, u->in_channels, 3, 3);
@@ -370,7 +371,7 @@ static int check_shapes(const ts_safetensors *st, const char *prefix, const ts_u
     return rc;
 }
 
-int ts_unet_load(const ts_safetensors *st, const char *prefix, ts_unet_config cfg, ts_unet **out)
+int ts_unet_load(ts_weights *wf, const char *prefix, ts_unet_config cfg, ts_unet **out)
 {
     *out = NULL;
     if (cfg.num_heads <= 0 && cfg.head_channels <= 0)
@@ -379,7 +380,7 @@ int ts_unet_load(const ts_safetensors *st, const char *prefix, ts_unet_config cf
     if (!u)
         return ts_fail(TS_ERR_NOMEM, "out of memory loading the UNet");
     u->cfg = cfg;
-    loader l = {.top = {st, prefix ? prefix : ""}};
+    loader l = {.top = {wf, prefix ? prefix : ""}};
     int rc = 0;
     rc = rc ? rc : ts_scope_weight(&l.top, &u->conv_in_w, "input_blocks.0.0.weight");
     rc = rc ? rc : ts_scope_weight(&l.top, &u->conv_in_b, "input_blocks.0.0.bias");
@@ -421,7 +422,7 @@ int ts_unet_load(const ts_safetensors *st, const char *prefix, ts_unet_config cf
     }
     if (!rc && (u->n_output != u->n_input || !u->middle.has_res))
         rc = ts_fail(TS_ERR_MODEL, "%s: UNet has %d input and %d output blocks; not a Stable Diffusion UNet",
-                     ts_st_path(st), u->n_input, u->n_output);
+                     ts_weights_path(wf), u->n_input, u->n_output);
     for (int i = 0; !rc && i < MAX_BLOCKS; i++)
         if (u->input[i].has_transformer || u->output[i].has_transformer) {
             const spatial_transformer *t = u->input[i].has_transformer ? &u->input[i].transformer
@@ -429,7 +430,7 @@ int ts_unet_load(const ts_safetensors *st, const char *prefix, ts_unet_config cf
             u->context_dim = (int)t->blocks[0].cross_attn.k.shape[1];
             break;
         }
-    rc = rc ? rc : check_shapes(st, l.top.prefix, u);
+    rc = rc ? rc : check_shapes(wf, l.top.prefix, u);
     if (rc) {
         free(u);
         return rc;

@@ -14,7 +14,7 @@
 
 #include "core/arena.h"
 #include "core/tensor.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 
 typedef struct {
     int num_heads;     /* > 0: every transformer has this many heads (SD 1.x: 8) */
@@ -23,7 +23,7 @@ typedef struct {
 
 typedef struct ts_unet ts_unet;
 
-int ts_unet_load(const ts_safetensors *st, const char *prefix, ts_unet_config cfg, ts_unet **out);
+int ts_unet_load(ts_weights *wf, const char *prefix, ts_unet_config cfg, ts_unet **out);
 void ts_unet_free(ts_unet *unet);
 
 int ts_unet_in_channels(const ts_unet *unet);

@@ -100,7 +100,7 @@ static int load_encoder(const ts_st_scope *l, ts_vae *vae)
     rc = rc ? rc : ts_scope_weight(l, &e->conv_out_b, "encoder.conv_out.bias");
     if (!rc && e->conv_out_w.shape[0] != 2 * vae->z_channels)
         rc = ts_fail(TS_ERR_MODEL, "%s: VAE encoder.conv_out has %lld outputs, expected %d (2 x latent channels)",
-                     ts_st_path(l->st), (long long)e->conv_out_w.shape[0], 2 * vae->z_channels);
+                     ts_weights_path(l->wf), (long long)e->conv_out_w.shape[0], 2 * vae->z_channels);
     return rc;
 }
 
@@ -129,27 +129,27 @@ static int load_decoder(const ts_st_scope *l, ts_vae *vae)
     return rc;
 }
 
-int ts_vae_load(const ts_safetensors *st, ts_vae *vae)
+int ts_vae_load(ts_weights *wf, ts_vae *vae)
 {
     static const char *prefixes[] = {"first_stage_model.", "vae.", ""};
-    ts_st_scope l = {.st = st};
+    ts_st_scope l = {.wf = wf};
     size_t p = 0;
     for (; p < sizeof prefixes / sizeof prefixes[0]; p++)
-        if (ts_st_find_prefixed(st, prefixes[p], "decoder.conv_in.weight"))
+        if (ts_weights_find(wf, prefixes[p], "decoder.conv_in.weight"))
             break;
     if (p == sizeof prefixes / sizeof prefixes[0])
         return ts_fail(TS_ERR_MODEL, "%s: no VAE found (no decoder.conv_in.weight under first_stage_model., vae. or "
                                      "the top level)",
-                       ts_st_path(st));
+                       ts_weights_path(wf));
     l.prefix = prefixes[p];
     memset(vae, 0, sizeof *vae);
-    vae->levels = ts_st_count_indexed(st, l.prefix, "decoder.up.%d.block.0.conv1.weight", TS_VAE_MAX_LEVELS);
+    vae->levels = ts_weights_count_indexed(wf, l.prefix, "decoder.up.%d.block.0.conv1.weight", TS_VAE_MAX_LEVELS);
     vae->blocks_per_level =
-        ts_st_count_indexed(st, l.prefix, "decoder.up.0.block.%d.conv1.weight", TS_VAE_MAX_BLOCKS + 1) - 1;
+        ts_weights_count_indexed(wf, l.prefix, "decoder.up.0.block.%d.conv1.weight", TS_VAE_MAX_BLOCKS + 1) - 1;
     if (vae->levels < 1 || vae->levels > TS_VAE_MAX_LEVELS || vae->blocks_per_level < 1 ||
         vae->blocks_per_level > TS_VAE_MAX_BLOCKS)
-        return ts_fail(TS_ERR_MODEL, "%s: VAE with %d levels of %d blocks is not a supported layout", ts_st_path(st),
-                       vae->levels, vae->blocks_per_level + 1);
+        return ts_fail(TS_ERR_MODEL, "%s: VAE with %d levels of %d blocks is not a supported layout",
+                       ts_weights_path(wf), vae->levels, vae->blocks_per_level + 1);
     int rc = load_decoder(&l, vae);
     if (rc)
         return rc;

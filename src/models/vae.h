@@ -18,7 +18,7 @@
 
 #include "core/arena.h"
 #include "core/tensor.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 
 #define TS_VAE_MAX_LEVELS 6
 #define TS_VAE_MAX_BLOCKS 4
@@ -67,7 +67,7 @@ typedef struct {
 
 /* Finds the VAE in a file (prefix first_stage_model., vae. or none) and reads its
  * architecture from the shapes.  A file without the encoder loads decode-only. */
-int ts_vae_load(const ts_safetensors *st, ts_vae *vae);
+int ts_vae_load(ts_weights *wf, ts_vae *vae);
 
 /* The latent a diffusion model sees is (vae_latent - shift) * scale. */
 typedef struct {

@@ -3,9 +3,10 @@
  * where the im2col matrix is never built — the GEMM packer unfolds the kc x nc block
  * it needs straight from the image (TS_OPND_IM2COL).  The output layout of that
  * product is already NCHW, and the weight is read in its stored dtype as the A
- * operand.  A 1x1 stride-1 unpadded conv is the plain product W · x[C, H·W].  3x3
- * stride-1 convs with few output channels, where packing would cost as much as the
- * product, go to the direct kernel in conv_direct.c instead.
+ * operand (a block-quantised one, from a GGUF file, is widened per call).  A 1x1
+ * stride-1 unpadded conv is the plain product W · x[C, H·W].  3x3 stride-1 convs
+ * with few output channels, where packing would cost as much as the product, go to
+ * the direct kernel in conv_direct.c instead.
  */
 #include "ops/conv.h"
 
@@ -48,11 +49,29 @@ static int check_shapes(const ts_tensor *x, const ts_weight *w, const ts_weight 
     return TS_OK;
 }
 
+/* A block-quantised kernel (from a GGUF file) is widened for this call only: the
+ * GEMM packer reads element types, and a kernel's rows need not be whole blocks. */
+static int conv_widened(const ts_tensor *x, const ts_weight *w, const ts_weight *bias, ts_conv_params p, ts_tensor *y)
+{
+    ts_weight wide = *w;
+    float *f = malloc((size_t)ts_weight_numel(w) * sizeof *f);
+    if (!f)
+        return ts_fail(TS_ERR_NOMEM, "conv2d: no memory to widen a %s kernel", ts_dtype_name(w->dtype));
+    ts_weight_to_f32(w, f);
+    wide.dtype = TS_DTYPE_F32;
+    wide.data = f;
+    int rc = ts_conv2d(x, &wide, bias, p, y);
+    free(f);
+    return rc;
+}
+
 int ts_conv2d(const ts_tensor *x, const ts_weight *w, const ts_weight *bias, ts_conv_params p, ts_tensor *y)
 {
     int rc = check_shapes(x, w, bias, p, y);
     if (rc < 0)
         return rc;
+    if (ts_dtype_is_block(w->dtype))
+        return conv_widened(x, w, bias, p, y);
     if (ts_conv2d_direct_fits(w, p))
         return ts_conv2d_direct(x, w, bias, p, y);
     int64_t batch = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];

@@ -42,45 +42,45 @@ struct ts_text_encoders {
 
 /* ---- loading ---- */
 
-/* Prefix of component `comp` in st, else of its first CLIP tower; NULL when it has none. */
-static const char *tower_prefix(const ts_safetensors *st, ts_component comp, int any)
+/* Prefix of component `comp` in wf, else of its first CLIP tower; NULL when it has none. */
+static const char *tower_prefix(ts_weights *wf, ts_component comp, int any)
 {
-    if (!st)
+    if (!wf)
         return NULL;
     ts_model_info info;
-    ts_family_detect(st, &info);
+    ts_family_detect(wf, &info);
     if (info.comp[comp].prefix)
         return info.comp[comp].prefix;
-    return any ? ts_clip_text_prefix(st, 0) : NULL;
+    return any ? ts_clip_text_prefix(wf, 0) : NULL;
 }
 
 /* The tower from the main file if it has the component, else from the separate file. */
-static int load_tower(tower *tw, const ts_safetensors *main, const ts_safetensors *separate, ts_component comp,
+static int load_tower(tower *tw, ts_weights *main, ts_weights *separate, ts_component comp,
                       const ts_clip_load_opts *opts, int32_t pad_id, int final_norm)
 {
     const char *what = ts_component_name(comp);
     const char *prefix = tower_prefix(main, comp, 0);
-    const ts_safetensors *st = main;
+    ts_weights *wf = main;
     if (!prefix) {
-        st = separate;
+        wf = separate;
         prefix = tower_prefix(separate, comp, 1);
     }
     if (!prefix) {
         if (separate)
-            return ts_fail(TS_ERR_MODEL, "%s: no CLIP text encoder in the file", ts_st_path(separate));
+            return ts_fail(TS_ERR_MODEL, "%s: no CLIP text encoder in the file", ts_weights_path(separate));
         if (comp == TS_COMP_OPENCLIP_H)
-            return ts_fail(TS_ERR_MODEL, "%s: no %s text encoder in the file", main ? ts_st_path(main) : "(no model)",
-                           what);
+            return ts_fail(TS_ERR_MODEL, "%s: no %s text encoder in the file",
+                           main ? ts_weights_path(main) : "(no model)", what);
         return ts_fail(TS_ERR_MODEL, "%s: no %s text encoder in the file (give a separate %s file)",
-                       main ? ts_st_path(main) : "(no model)", what, comp == TS_COMP_CLIP_G ? "clip_g" : "clip_l");
+                       main ? ts_weights_path(main) : "(no model)", what, comp == TS_COMP_CLIP_G ? "clip_g" : "clip_l");
     }
     tw->pad_id = pad_id;
     tw->final_norm = final_norm;
-    return ts_clip_text_load(st, prefix, opts, &tw->model);
+    return ts_clip_text_load(wf, prefix, opts, &tw->model);
 }
 
-int ts_text_encoders_load_opts(ts_family family, const ts_safetensors *main, const ts_safetensors *clip_l,
-                               const ts_safetensors *clip_g, const ts_text_encoders_opts *opts,
+int ts_text_encoders_load_opts(ts_family family, ts_weights *main, ts_weights *clip_l,
+                               ts_weights *clip_g, const ts_text_encoders_opts *opts,
                                ts_text_encoders **out)
 {
     *out = NULL;
@@ -124,8 +124,8 @@ int ts_text_encoders_load_opts(ts_family family, const ts_safetensors *main, con
     return 0;
 }
 
-int ts_text_encoders_load(ts_family family, const ts_safetensors *main, const ts_safetensors *clip_l,
-                          const ts_safetensors *clip_g, ts_text_encoders **out)
+int ts_text_encoders_load(ts_family family, ts_weights *main, ts_weights *clip_l,
+                          ts_weights *clip_g, ts_text_encoders **out)
 {
     return ts_text_encoders_load_opts(family, main, clip_l, clip_g, NULL, out);
 }

@@ -27,7 +27,7 @@
 #define TS_PIPELINE_CONDITIONING_H
 
 #include "core/tensor.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 #include "models/family.h"
 #include "text/clip_text.h"
 #include "text/prompt.h"
@@ -39,8 +39,8 @@ typedef struct ts_text_encoders ts_text_encoders;
  * conditioner.embedders.0.transformer. and bigG under conditioner.embedders.1.model.) or, when the
  * main file lacks them, from separate files (clip_l / clip_g paths, may be NULL). The handles must
  * stay open while the encoders are used. */
-int ts_text_encoders_load(ts_family family, const ts_safetensors *main, const ts_safetensors *clip_l,
-                          const ts_safetensors *clip_g, ts_text_encoders **out);
+int ts_text_encoders_load(ts_family family, ts_weights *main, ts_weights *clip_l,
+                          ts_weights *clip_g, ts_text_encoders **out);
 
 typedef struct {
     /* Per tower: [0] CLIP-L (SD1, SDXL) or OpenCLIP-H (SD2), [1] bigG (SDXL).  Zero fields
@@ -51,8 +51,8 @@ typedef struct {
 } ts_text_encoders_opts;
 
 /* ts_text_encoders_load with options (NULL: defaults). */
-int ts_text_encoders_load_opts(ts_family family, const ts_safetensors *main, const ts_safetensors *clip_l,
-                               const ts_safetensors *clip_g, const ts_text_encoders_opts *opts,
+int ts_text_encoders_load_opts(ts_family family, ts_weights *main, ts_weights *clip_l,
+                               ts_weights *clip_g, const ts_text_encoders_opts *opts,
                                ts_text_encoders **out);
 void ts_text_encoders_free(ts_text_encoders *enc);
 

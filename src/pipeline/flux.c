@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "models/family.h"
 #include "sample/rng.h"
 #include "sample/sampler.h"
 #include "sample/schedule.h"
@@ -20,6 +21,7 @@
 /* The mu line of flux.sampling.get_schedule (defaults of every Flux.1 model). */
 #define FLUX_BASE_SHIFT 0.5
 #define FLUX_MAX_SHIFT 1.15
+#define FLUX_FAMILIES (TS_FAMILY_BIT(TS_FAMILY_FLUX_SCHNELL) | TS_FAMILY_BIT(TS_FAMILY_FLUX_DEV))
 
 int ts_flux_model_load(const ts_flux_files *files, ts_flux_model **out)
 {
@@ -33,9 +35,12 @@ int ts_flux_model_load(const ts_flux_files *files, ts_flux_model **out)
     if (m->files.flux.n_axes == 0)
         m->files.flux = ts_flux_config_default();
     m->latent = (ts_latent_format){0.3611f, 0.1159f};
-    int rc = ts_st_open(files->model, &m->main);
-    rc = rc ? rc : ts_flux_load(m->main, "", m->files.flux, &m->flux);
-    rc = rc ? rc : ts_st_open(files->ae, &m->ae_file);
+    /* Bare names (BFL, ComfyUI-GGUF) or ComfyUI's model.diffusion_model. prefix. */
+    ts_model_info info;
+    int rc = ts_weights_open(files->model, &m->main);
+    rc = rc ? rc : ts_family_require(m->main, FLUX_FAMILIES, &info);
+    rc = rc ? rc : ts_flux_load(m->main, info.comp[TS_COMP_FLUX].prefix, m->files.flux, &m->flux);
+    rc = rc ? rc : ts_weights_open(files->ae, &m->ae_file);
     rc = rc ? rc : ts_vae_load(m->ae_file, &m->vae);
     if (rc == 0 && m->vae.z_channels * 4 != ts_flux_in_channels(m->flux))
         rc = ts_fail(TS_ERR_MODEL, "%s: a %d-channel AutoEncoder does not fit a transformer taking %d-wide tokens",
@@ -53,36 +58,36 @@ void ts_flux_model_free(ts_flux_model *m)
     if (!m)
         return;
     ts_flux_free(m->flux);
-    ts_st_close(m->ae_file);
-    ts_st_close(m->main);
+    ts_weights_close(m->ae_file);
+    ts_weights_close(m->main);
     free(m);
 }
 
 static int encode_t5(const ts_flux_model *m, const int32_t *ids, int64_t tokens, ts_arena *arena, ts_tensor *txt)
 {
-    ts_safetensors *st = NULL;
+    ts_weights *wf = NULL;
     ts_t5_encoder enc;
-    int rc = ts_st_open(m->files.t5, &st);
-    rc = rc ? rc : ts_t5_load(st, NULL, &enc);
+    int rc = ts_weights_open(m->files.t5, &wf);
+    rc = rc ? rc : ts_t5_load(wf, NULL, &enc);
     if (rc == 0 && enc.d_model != ts_flux_context_dim(m->flux))
         rc = ts_fail(TS_ERR_MODEL, "%s: T5 width %d, the transformer's txt_in takes %d", m->files.t5, enc.d_model,
                      ts_flux_context_dim(m->flux));
     rc = rc ? rc : ts_t5_forward(&enc, ids, NULL, 1, tokens, arena, txt);
-    ts_st_close(st); /* its pages leave the resident set with the mapping */
+    ts_weights_close(wf); /* its pages leave the resident set with the mapping */
     return rc;
 }
 
 static int encode_clip(const ts_flux_model *m, const int32_t *ids, int64_t tokens, ts_arena *arena, ts_tensor *vec)
 {
-    ts_safetensors *st = NULL;
+    ts_weights *wf = NULL;
     ts_clip_text clip;
     ts_clip_load_opts opts = {.heads = m->files.clip_heads, .act = TS_CLIP_ACT_AUTO};
     ts_clip_text_opts run = {.clip_skip = 1, .final_norm = 1};
-    int rc = ts_st_open(m->files.clip_l, &st);
-    const char *prefix = rc ? NULL : ts_clip_text_prefix(st, 0);
+    int rc = ts_weights_open(m->files.clip_l, &wf);
+    const char *prefix = rc ? NULL : ts_clip_text_prefix(wf, 0);
     if (rc == 0 && !prefix)
         rc = ts_fail(TS_ERR_MODEL, "%s: no CLIP text encoder", m->files.clip_l);
-    rc = rc ? rc : ts_clip_text_load(st, prefix, &opts, &clip);
+    rc = rc ? rc : ts_clip_text_load(wf, prefix, &opts, &clip);
     if (rc == 0 && clip.proj_dim != ts_flux_vec_dim(m->flux))
         rc = ts_fail(TS_ERR_MODEL, "%s: pooled width %d, the transformer's vector_in takes %d", m->files.clip_l,
                      clip.proj_dim, ts_flux_vec_dim(m->flux));
@@ -91,7 +96,7 @@ static int encode_clip(const ts_flux_model *m, const int32_t *ids, int64_t token
     rc = rc ? rc : ts_clip_text_forward(&clip, ids, 1, tokens, &run, arena, &hidden, vec);
     if (rc == 0)
         *vec = ts_arena_keep(arena, mark, *vec);
-    ts_st_close(st);
+    ts_weights_close(wf);
     return rc;
 }
 
@@ -209,7 +214,7 @@ static int decode(flux_run *d, float *latent, float *image)
         return ts_fail(TS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         z[i] = latent[i] / m->latent.scale + m->latent.shift;
-    ts_st_evict(m->main);
+    ts_weights_evict(m->main);
     size_t mark = ts_arena_mark(d->arena);
     ts_tensor lat = ts_tensor_view(z, 4, (int64_t[]){1, c, d->h, d->w}), out;
     int rc = ts_vae_decode(&m->vae, &lat, d->arena, &out);

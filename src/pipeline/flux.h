@@ -23,7 +23,7 @@
 
 #include "core/arena.h"
 #include "core/tensor.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 #include "models/flux.h"
 #include "models/vae.h"
 
@@ -38,7 +38,7 @@ typedef struct {
 
 typedef struct {
     ts_flux_files files;
-    ts_safetensors *main, *ae_file;
+    ts_weights *main, *ae_file;
     ts_flux *flux;
     ts_vae vae;
     ts_latent_format latent; /* scale 0.3611, shift 0.1159 */

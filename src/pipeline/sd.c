@@ -534,7 +534,7 @@ int ts_sd_decode(const ts_sd_model *m, const ts_sd_request *r, float *latent, ts
     probe(r, "latent_vae", -1, latent, 4, (int64_t[]){1, 4, h, w});
     /* The UNet's pages are not needed while decoding (they fault back in for the next
      * image): without them the decoder's large activations fit the same budget. */
-    ts_st_evict(m->main);
+    ts_weights_evict(m->main);
     ts_tensor lat = ts_tensor_view(latent, 4, (int64_t[]){1, 4, h, w}), out;
     if (r->vae_tiling)
         return ts_vae_decode_tiled_into(&m->vae, &lat, r->vae_tiling, arena, image);

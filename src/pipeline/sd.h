@@ -30,7 +30,7 @@
 
 #include "core/arena.h"
 #include "core/tensor.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 #include "models/family.h"
 #include "models/unet.h"
 #include "models/vae.h"
@@ -58,7 +58,7 @@ typedef struct {
 typedef struct {
     ts_family family;
     ts_sd_files files; /* the paths, for the text encoders */
-    ts_safetensors *main, *vae_file; /* vae_file NULL when the VAE is in main */
+    ts_weights *main, *vae_file; /* vae_file NULL when the VAE is in main */
     ts_unet *unet;
     ts_vae vae;
     ts_prediction prediction;

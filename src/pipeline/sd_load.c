@@ -19,10 +19,10 @@
  * known tell (used by ComfyUI's detection too) is that training with v moved the
  * last transformer's first LayerNorm bias far from zero: its standard deviation is
  * above 0.09 in the v models and well below in the eps ones. */
-static int sd2_looks_v(const ts_safetensors *st, const char *prefix)
+static int sd2_looks_v(ts_weights *wf, const char *prefix)
 {
     ts_weight w;
-    if (ts_st_weight(st, prefix, "output_blocks.11.1.transformer_blocks.0.norm1.bias", &w) != 0)
+    if (ts_weights_get(wf, prefix, "output_blocks.11.1.transformer_blocks.0.norm1.bias", &w) != 0)
         return 0;
     int64_t n = ts_weight_numel(&w);
     float *v = malloc((size_t)n * sizeof *v);
@@ -42,11 +42,12 @@ static ts_prediction detect_prediction(const ts_sd_model *m, const char *unet_pr
 {
     if (m->files.prediction != TS_SD_PRED_AUTO)
         return m->files.prediction == TS_SD_PRED_V ? TS_PRED_V : TS_PRED_EPS;
-    const char *meta = ts_st_metadata(m->main, "modelspec.prediction_type");
+    size_t len = 0;
+    const char *meta = ts_weights_metadata(m->main, "modelspec.prediction_type", &len);
     if (meta)
-        return strncmp(meta, "v", 1) == 0 ? TS_PRED_V : TS_PRED_EPS;
+        return len > 0 && meta[0] == 'v' ? TS_PRED_V : TS_PRED_EPS;
     /* Trainers of v-prediction SDXL finetunes mark them with an empty "v_pred" tensor. */
-    if (ts_st_find(m->main, "v_pred"))
+    if (ts_weights_find(m->main, "", "v_pred"))
         return TS_PRED_V;
     if (m->family == TS_FAMILY_SD2 && ts_unet_in_channels(m->unet) == 4 && sd2_looks_v(m->main, unet_prefix))
         return TS_PRED_V;
@@ -55,9 +56,9 @@ static ts_prediction detect_prediction(const ts_sd_model *m, const char *unet_pr
 
 static int load_vae(ts_sd_model *m)
 {
-    const ts_safetensors *st = m->main;
+    ts_weights *wf = m->main;
     if (m->files.vae) {
-        int rc = ts_st_open(m->files.vae, &m->vae_file);
+        int rc = ts_weights_open(m->files.vae, &m->vae_file);
         if (rc)
             return rc;
         ts_model_info info;
@@ -65,19 +66,19 @@ static int load_vae(ts_sd_model *m)
         if (!info.comp[TS_COMP_VAE].prefix)
             return ts_fail(TS_ERR_MODEL, "%s: no VAE in this file (it is a %s checkpoint)", m->files.vae,
                            ts_family_name(info.family));
-        st = m->vae_file;
+        wf = m->vae_file;
     } else {
         ts_model_info info;
-        ts_family_detect(st, &info);
+        ts_family_detect(wf, &info);
         if (!info.comp[TS_COMP_VAE].prefix)
             return ts_fail(TS_ERR_MODEL, "%s: the checkpoint has no VAE; give one with --vae", m->files.model);
     }
-    int rc = ts_vae_load(st, &m->vae);
+    int rc = ts_vae_load(wf, &m->vae);
     if (rc)
         return rc;
     if (m->vae.z_channels != 4)
         return ts_fail(TS_ERR_MODEL, "%s: this VAE has %d latent channels (an SD3 or Flux VAE); %s needs 4",
-                       ts_st_path(st), m->vae.z_channels, ts_family_name(m->family));
+                       ts_weights_path(wf), m->vae.z_channels, ts_family_name(m->family));
     return 0;
 }
 
@@ -89,7 +90,7 @@ int ts_sd_load(const ts_sd_files *files, ts_sd_model **out)
         return ts_fail(TS_ERR_NOMEM, "out of memory");
     m->files = *files;
     ts_model_info info;
-    int rc = ts_st_open(files->model, &m->main);
+    int rc = ts_weights_open(files->model, &m->main);
     rc = rc ? rc : ts_family_require(m->main, SD_FAMILIES, &info);
     if (rc == 0) {
         m->family = info.family;
@@ -119,7 +120,7 @@ void ts_sd_free(ts_sd_model *m)
     if (!m)
         return;
     ts_unet_free(m->unet);
-    ts_st_close(m->vae_file);
-    ts_st_close(m->main);
+    ts_weights_close(m->vae_file);
+    ts_weights_close(m->main);
     free(m);
 }

@@ -14,12 +14,12 @@ static void view(const ts_conditioning *c, ts_sd_cond *out)
     out->pooled_dim = c->pooled.data ? (int)c->pooled.shape[1] : 0;
 }
 
-static int encode(const ts_sd_model *m, const ts_safetensors *const st[3], const char *prompt, const char *negative,
+static int encode(const ts_sd_model *m, ts_weights *const wf[3], const char *prompt, const char *negative,
                   int clip_skip, ts_sd_prompts *out)
 {
     ts_text_encoders_opts opts = {.tower = {{.heads = m->files.clip_heads}, {.heads = m->files.clip_heads}}};
     ts_text_encoders *enc = NULL;
-    int rc = ts_text_encoders_load_opts(m->family, st[0], st[1], st[2], &opts, &enc);
+    int rc = ts_text_encoders_load_opts(m->family, wf[0], wf[1], wf[2], &opts, &enc);
     if (rc == 0 && ts_text_encoders_context_dim(enc) != ts_unet_context_dim(m->unet))
         rc = ts_fail(TS_ERR_MODEL,
                      "shape mismatch: the text encoders give %d-wide context, the UNet's cross-attention "
@@ -37,15 +37,15 @@ int ts_sd_encode_prompts(const ts_sd_model *m, const char *prompt, const char *n
 {
     memset(out, 0, sizeof *out);
     /* Own mappings, closed below: their pages leave the resident set with them. */
-    ts_safetensors *st[3] = {NULL, NULL, NULL};
+    ts_weights *wf[3] = {NULL, NULL, NULL};
     const char *paths[3] = {m->files.model, m->files.clip_l, m->files.clip_g};
     int rc = 0;
     for (int i = 0; i < 3 && rc == 0; i++)
         if (paths[i])
-            rc = ts_st_open(paths[i], &st[i]);
-    rc = rc ? rc : encode(m, (const ts_safetensors *const *)st, prompt, negative, clip_skip, out);
+            rc = ts_weights_open(paths[i], &wf[i]);
+    rc = rc ? rc : encode(m, wf, prompt, negative, clip_skip, out);
     for (int i = 0; i < 3; i++)
-        ts_st_close(st[i]);
+        ts_weights_close(wf[i]);
     if (rc) {
         ts_sd_prompts_free(out);
         return rc;

@@ -32,14 +32,14 @@
 /* ---- loading ------------------------------------------------------------------ */
 
 typedef struct {
-    const ts_safetensors *st;
+    ts_weights *wf;
     const char *prefix;
 } loader;
 
 /* Loads prefix + formatted name and checks its shape (-1 matches any size). */
-#define LOAD(l, w, ndim, shape, ...) ts_st_weightf((l)->st, (l)->prefix, (w), (ndim), (shape), __VA_ARGS__)
+#define LOAD(l, w, ndim, shape, ...) ts_weights_getf((l)->wf, (l)->prefix, (w), (ndim), (shape), __VA_ARGS__)
 
-static int has(const loader *l, const char *name) { return ts_st_find_prefixed(l->st, l->prefix, name) != NULL; }
+static int has(const loader *l, const char *name) { return ts_weights_find(l->wf, l->prefix, name) != NULL; }
 
 /* Rows [first, first + count) of a [R, C] or [R] weight, as a view. */
 static ts_weight row_view(const ts_weight *w, int64_t first, int64_t count)
@@ -47,7 +47,7 @@ static ts_weight row_view(const ts_weight *w, int64_t first, int64_t count)
     ts_weight v = *w;
     int64_t row = ts_weight_row_len(w);
     v.shape[0] = count;
-    v.data = (const unsigned char *)w->data + (size_t)(first * row) * ts_dtype_size(w->dtype);
+    v.data = (const unsigned char *)w->data + ts_dtype_bytes(w->dtype, (uint64_t)(first * row));
     return v;
 }
 
@@ -132,26 +132,28 @@ static const layout_names openclip_names = {
     load_layer_openclip,
 };
 
-const char *ts_clip_text_prefix(const ts_safetensors *st, int n)
+const char *ts_clip_text_prefix(ts_weights *wf, int n)
 {
     static const char *const known[] = {
         "cond_stage_model.transformer.",       "cond_stage_model.model.",
         "conditioner.embedders.0.transformer.", "conditioner.embedders.1.model.",
         "text_encoders.clip_l.transformer.",   "text_encoders.clip_g.transformer.",
-        "",
+        "cond_stage_model.1.transformer.",     "",
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
-        loader l = {st, known[i]};
+        loader l = {wf, known[i]};
         if ((has(&l, hf_names.tok) || has(&l, openclip_names.tok)) && n-- == 0)
             return known[i];
     }
     return NULL;
 }
 
-/* The projection, if the file has one: HF text_projection.weight [E, W], OpenCLIP text_projection [W, E]. */
+/* The projection, if the file has one: HF text_projection.weight [E, W], OpenCLIP text_projection [W, E];
+ * stable-diffusion.cpp's SDXL files keep OpenCLIP's matrix in the HF layout as text_model.text_projection. */
 static int load_projection(const loader *l, ts_clip_text *m)
 {
     const int64_t any_by_w[2] = {-1, m->width}, w_by_any[2] = {m->width, -1};
+    const char *matrix = m->layout == TS_CLIP_LAYOUT_HF ? "text_model.text_projection" : "text_projection";
     int rc = 0;
     memset(&m->proj, 0, sizeof m->proj);
     m->proj_dim = m->width;
@@ -159,8 +161,8 @@ static int load_projection(const loader *l, ts_clip_text *m)
         rc = LOAD(l, &m->proj, 2, any_by_w, "text_projection.weight");
         m->proj_is_linear = 1;
         m->proj_dim = rc ? 0 : (int)m->proj.shape[0];
-    } else if (m->layout == TS_CLIP_LAYOUT_OPENCLIP && has(l, "text_projection")) {
-        rc = LOAD(l, &m->proj, 2, w_by_any, "text_projection");
+    } else if (has(l, matrix)) {
+        rc = LOAD(l, &m->proj, 2, w_by_any, "%s", matrix);
         m->proj_is_linear = 0;
         m->proj_dim = rc ? 0 : (int)m->proj.shape[1];
     }
@@ -174,9 +176,9 @@ static ts_clip_act resolve_act(const ts_clip_text *m, ts_clip_act requested)
     return m->layout == TS_CLIP_LAYOUT_HF && m->width < 1024 ? TS_CLIP_ACT_QUICK_GELU : TS_CLIP_ACT_GELU;
 }
 
-int ts_clip_text_load(const ts_safetensors *st, const char *prefix, const ts_clip_load_opts *opts, ts_clip_text *m)
+int ts_clip_text_load(ts_weights *wf, const char *prefix, const ts_clip_load_opts *opts, ts_clip_text *m)
 {
-    loader l = {st, prefix ? prefix : ""};
+    loader l = {wf, prefix ? prefix : ""};
     memset(m, 0, sizeof *m);
     const layout_names *names;
     if (has(&l, hf_names.tok))
@@ -184,7 +186,7 @@ int ts_clip_text_load(const ts_safetensors *st, const char *prefix, const ts_cli
     else if (has(&l, openclip_names.tok))
         names = &openclip_names, m->layout = TS_CLIP_LAYOUT_OPENCLIP;
     else
-        return ts_fail(TS_ERR_MODEL, "%s: no CLIP text encoder under \"%s\" (neither %s nor %s)", ts_st_path(st),
+        return ts_fail(TS_ERR_MODEL, "%s: no CLIP text encoder under \"%s\" (neither %s nor %s)", ts_weights_path(wf),
                        l.prefix, hf_names.tok, openclip_names.tok);
     const int64_t two_any[2] = {-1, -1};
     int rc = LOAD(&l, &m->tok_emb, 2, two_any, "%s", names->tok);
@@ -199,13 +201,13 @@ int ts_clip_text_load(const ts_safetensors *st, const char *prefix, const ts_cli
     if (rc)
         return rc;
     m->context = (int)m->pos_emb.shape[0];
-    m->layers = ts_st_count_indexed(st, l.prefix, names->layer_fmt, TS_CLIP_MAX_LAYERS);
+    m->layers = ts_weights_count_indexed(wf, l.prefix, names->layer_fmt, TS_CLIP_MAX_LAYERS);
     if (m->layers == 0 || m->layers > TS_CLIP_MAX_LAYERS)
         return ts_fail(TS_ERR_MODEL, "%s: CLIP text encoder under \"%s\" has %d layers (1..%d supported)",
-                       ts_st_path(st), l.prefix, m->layers, TS_CLIP_MAX_LAYERS);
+                       ts_weights_path(wf), l.prefix, m->layers, TS_CLIP_MAX_LAYERS);
     m->heads = opts && opts->heads > 0 ? opts->heads : m->width / CLIP_HEAD_DIM;
     if (m->heads <= 0 || m->width % m->heads != 0)
-        return ts_fail(TS_ERR_MODEL, "%s: CLIP width %d does not split into %d heads", ts_st_path(st), m->width,
+        return ts_fail(TS_ERR_MODEL, "%s: CLIP width %d does not split into %d heads", ts_weights_path(wf), m->width,
                        m->heads);
     for (int i = 0; i < m->layers && !rc; i++)
         rc = names->load_layer(&l, m, i, &m->layer[i]);

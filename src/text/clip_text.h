@@ -32,7 +32,7 @@
 
 #include "core/arena.h"
 #include "core/tensor.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 
 #define TS_CLIP_MAX_LAYERS 48
 
@@ -76,10 +76,10 @@ typedef struct {
  * (SDXL embedders.0 before embedders.1, SD3 clip_l before clip_g), as the prefix to
  * pass to ts_clip_text_load; NULL when there are not that many.  A standalone file
  * (keys start with `text_model.`) yields "". */
-const char *ts_clip_text_prefix(const ts_safetensors *st, int n);
+const char *ts_clip_text_prefix(ts_weights *wf, int n);
 
 /* Loads the tower under `prefix` (either layout) and checks every shape; opts may be NULL. */
-int ts_clip_text_load(const ts_safetensors *st, const char *prefix, const ts_clip_load_opts *opts, ts_clip_text *m);
+int ts_clip_text_load(ts_weights *wf, const char *prefix, const ts_clip_load_opts *opts, ts_clip_text *m);
 
 typedef struct {
     /* A1111's "CLIP skip": 1 = output of the last layer, 2 = of the penultimate, ...

@@ -32,48 +32,50 @@
 
 /* ---- loading ------------------------------------------------------------------ */
 
-static int load_block(const ts_safetensors *st, const char *pre, const ts_t5_encoder *m, int i, ts_t5_block *b)
+static int load_block(ts_weights *wf, const char *pre, const ts_t5_encoder *m, int i, ts_t5_block *b)
 {
     const int64_t D = m->d_model, inner = (int64_t)m->heads * m->d_kv, F = m->d_ff;
     const int64_t vec[1] = {D}, in_proj[2] = {inner, D}, out_proj[2] = {D, inner};
     const int64_t ff_in[2] = {F, D}, ff_out[2] = {D, F};
     int rc = 0;
-    rc = rc ? rc : ts_st_weightf(st, pre, &b->ln1, 1, vec, "encoder.block.%d.layer.0.layer_norm.weight", i);
-    rc = rc ? rc : ts_st_weightf(st, pre, &b->q, 2, in_proj, "encoder.block.%d.layer.0.SelfAttention.q.weight", i);
-    rc = rc ? rc : ts_st_weightf(st, pre, &b->k, 2, in_proj, "encoder.block.%d.layer.0.SelfAttention.k.weight", i);
-    rc = rc ? rc : ts_st_weightf(st, pre, &b->v, 2, in_proj, "encoder.block.%d.layer.0.SelfAttention.v.weight", i);
-    rc = rc ? rc : ts_st_weightf(st, pre, &b->o, 2, out_proj, "encoder.block.%d.layer.0.SelfAttention.o.weight", i);
-    rc = rc ? rc : ts_st_weightf(st, pre, &b->ln2, 1, vec, "encoder.block.%d.layer.1.layer_norm.weight", i);
-    rc = rc ? rc : ts_st_weightf(st, pre, &b->wi0, 2, ff_in, "encoder.block.%d.layer.1.DenseReluDense.wi_0.weight", i);
-    rc = rc ? rc : ts_st_weightf(st, pre, &b->wi1, 2, ff_in, "encoder.block.%d.layer.1.DenseReluDense.wi_1.weight", i);
-    rc = rc ? rc : ts_st_weightf(st, pre, &b->wo, 2, ff_out, "encoder.block.%d.layer.1.DenseReluDense.wo.weight", i);
+    rc = rc ? rc : ts_weights_getf(wf, pre, &b->ln1, 1, vec, "encoder.block.%d.layer.0.layer_norm.weight", i);
+    rc = rc ? rc : ts_weights_getf(wf, pre, &b->q, 2, in_proj, "encoder.block.%d.layer.0.SelfAttention.q.weight", i);
+    rc = rc ? rc : ts_weights_getf(wf, pre, &b->k, 2, in_proj, "encoder.block.%d.layer.0.SelfAttention.k.weight", i);
+    rc = rc ? rc : ts_weights_getf(wf, pre, &b->v, 2, in_proj, "encoder.block.%d.layer.0.SelfAttention.v.weight", i);
+    rc = rc ? rc : ts_weights_getf(wf, pre, &b->o, 2, out_proj, "encoder.block.%d.layer.0.SelfAttention.o.weight", i);
+    rc = rc ? rc : ts_weights_getf(wf, pre, &b->ln2, 1, vec, "encoder.block.%d.layer.1.layer_norm.weight", i);
+    rc = rc ? rc : ts_weights_getf(wf, pre, &b->wi0, 2, ff_in, "encoder.block.%d.layer.1.DenseReluDense.wi_0.weight",
+                                   i);
+    rc = rc ? rc : ts_weights_getf(wf, pre, &b->wi1, 2, ff_in, "encoder.block.%d.layer.1.DenseReluDense.wi_1.weight",
+                                   i);
+    rc = rc ? rc : ts_weights_getf(wf, pre, &b->wo, 2, ff_out, "encoder.block.%d.layer.1.DenseReluDense.wo.weight", i);
     return rc;
 }
 
-static const char *find_prefix(const ts_safetensors *st)
+static const char *find_prefix(ts_weights *wf)
 {
     static const char *const known[] = {"", "text_encoders.t5xxl.transformer."};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (ts_st_find_prefixed(st, known[i], "encoder.final_layer_norm.weight"))
+        if (ts_weights_find(wf, known[i], "encoder.final_layer_norm.weight"))
             return known[i];
     return NULL;
 }
 
 /* Sizes from the shapes of the embedding, block 0's bias table and FFN. */
-static int read_dims(const ts_safetensors *st, const char *pre, ts_t5_encoder *m)
+static int read_dims(ts_weights *wf, const char *pre, ts_t5_encoder *m)
 {
-    const char *embed = ts_st_find_prefixed(st, pre, "shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight";
+    const char *embed = ts_weights_find(wf, pre, "shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight";
     const int64_t any2[2] = {-1, -1};
     ts_weight q, wi0;
-    int rc = ts_st_weightf(st, pre, &m->embed, 2, any2, "%s", embed);
-    rc = rc ? rc : ts_st_weightf(st, pre, &m->rel_bias, 2, any2, "%s",
+    int rc = ts_weights_getf(wf, pre, &m->embed, 2, any2, "%s", embed);
+    rc = rc ? rc : ts_weights_getf(wf, pre, &m->rel_bias, 2, any2, "%s",
                                  "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
-    rc = rc ? rc : ts_st_weightf(st, pre, &q, 2, any2, "%s", "encoder.block.0.layer.0.SelfAttention.q.weight");
-    if (!rc && !ts_st_find_prefixed(st, pre, "encoder.block.0.layer.1.DenseReluDense.wi_0.weight") &&
-        ts_st_find_prefixed(st, pre, "encoder.block.0.layer.1.DenseReluDense.wi.weight"))
+    rc = rc ? rc : ts_weights_getf(wf, pre, &q, 2, any2, "%s", "encoder.block.0.layer.0.SelfAttention.q.weight");
+    if (!rc && !ts_weights_find(wf, pre, "encoder.block.0.layer.1.DenseReluDense.wi_0.weight") &&
+        ts_weights_find(wf, pre, "encoder.block.0.layer.1.DenseReluDense.wi.weight"))
         return ts_fail(TS_ERR_UNSUPPORTED, "%s: T5 v1.0 (ReLU feed-forward `wi`) is not supported, only v1.1 (gated GELU)",
-                       ts_st_path(st));
-    rc = rc ? rc : ts_st_weightf(st, pre, &wi0, 2, any2, "%s", "encoder.block.0.layer.1.DenseReluDense.wi_0.weight");
+                       ts_weights_path(wf));
+    rc = rc ? rc : ts_weights_getf(wf, pre, &wi0, 2, any2, "%s", "encoder.block.0.layer.1.DenseReluDense.wi_0.weight");
     if (rc)
         return rc;
     m->vocab = (int)m->embed.shape[0];
@@ -83,28 +85,28 @@ static int read_dims(const ts_safetensors *st, const char *pre, ts_t5_encoder *m
     m->d_ff = (int)wi0.shape[0];
     if (m->heads <= 0 || q.shape[0] % m->heads != 0 || m->buckets < 4)
         return ts_fail(TS_ERR_MODEL, "%s: T5 inner width %lld does not split into %d heads (or %d buckets < 4)",
-                       ts_st_path(st), (long long)q.shape[0], m->heads, m->buckets);
+                       ts_weights_path(wf), (long long)q.shape[0], m->heads, m->buckets);
     m->d_kv = (int)(q.shape[0] / m->heads);
     return 0;
 }
 
-int ts_t5_load(const ts_safetensors *st, const char *prefix, ts_t5_encoder *m)
+int ts_t5_load(ts_weights *wf, const char *prefix, ts_t5_encoder *m)
 {
     memset(m, 0, sizeof *m);
-    const char *pre = prefix ? prefix : find_prefix(st);
+    const char *pre = prefix ? prefix : find_prefix(wf);
     if (!pre)
         return ts_fail(TS_ERR_MODEL, "%s: no T5 encoder (encoder.final_layer_norm.weight) in this file",
-                       ts_st_path(st));
-    int rc = read_dims(st, pre, m);
+                       ts_weights_path(wf));
+    int rc = read_dims(wf, pre, m);
     if (rc)
         return rc;
-    m->layers = ts_st_count_indexed(st, pre, "encoder.block.%d.layer.0.layer_norm.weight", TS_T5_MAX_LAYERS);
+    m->layers = ts_weights_count_indexed(wf, pre, "encoder.block.%d.layer.0.layer_norm.weight", TS_T5_MAX_LAYERS);
     if (m->layers > TS_T5_MAX_LAYERS)
-        return ts_fail(TS_ERR_MODEL, "%s: T5 encoder with more than %d blocks", ts_st_path(st), TS_T5_MAX_LAYERS);
+        return ts_fail(TS_ERR_MODEL, "%s: T5 encoder with more than %d blocks", ts_weights_path(wf), TS_T5_MAX_LAYERS);
     for (int i = 0; i < m->layers && !rc; i++)
-        rc = load_block(st, pre, m, i, &m->block[i]);
+        rc = load_block(wf, pre, m, i, &m->block[i]);
     const int64_t vec[1] = {m->d_model};
-    rc = rc ? rc : ts_st_weightf(st, pre, &m->final_ln, 1, vec, "%s", "encoder.final_layer_norm.weight");
+    rc = rc ? rc : ts_weights_getf(wf, pre, &m->final_ln, 1, vec, "%s", "encoder.final_layer_norm.weight");
     return rc;
 }
 

@@ -23,7 +23,7 @@
 
 #include "core/arena.h"
 #include "core/tensor.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 
 #define TS_T5_MAX_LAYERS 64
 #define TS_T5_MAX_DISTANCE 128 /* relative_attention_max_distance of every T5 v1.1 */
@@ -42,7 +42,7 @@ typedef struct {
 } ts_t5_encoder;
 
 /* Loads the encoder under `prefix`; NULL finds it ("" or "text_encoders.t5xxl.transformer."). */
-int ts_t5_load(const ts_safetensors *st, const char *prefix, ts_t5_encoder *m);
+int ts_t5_load(ts_weights *wf, const char *prefix, ts_t5_encoder *m);
 
 /* T5's bidirectional relative-position bucket of rel = key - query: exact offsets
  * below num_buckets / 4, log-spaced up to max_distance, then the last bucket; keys

@@ -9,8 +9,7 @@ edit() { python3 "$here/st_edit.py" "$@"; }
 heads=(--unet-heads 2 --clip-heads 2)
 gen() { "$tessera" generate "${heads[@]}" "$@"; }
 
-source "$here/lib/expect.sh"
-expect() { expect_error "$@"; }
+. "$here/lib/expect_stderr.sh"
 
 png make image "$tmp/init.png" 64 48
 png make mask "$tmp/mask.png" 64 48

@@ -5,7 +5,7 @@
 # are reproducible and differ from what they should differ from; bad flags get one-line
 # errors.
 . "$(dirname "$0")/lib/sd15.sh" "$@" cli_highres
-source "$here/lib/expect.sh"
+. "$here/lib/expect_stderr.sh"
 gen() { "$tessera" generate --unet-heads 2 --clip-heads 2 -m "$model" --steps 3 --seed 5 "$@" 2>"$tmp/log.txt" \
         || { bad "generate $*"; tail -2 "$tmp/log.txt"; }; }
 maxdiff() { python3 "$here/lib/png_maxdiff.py" "$1" "$2"; }
@@ -66,11 +66,11 @@ gen "${p[@]}" --vae-tile 8 --tile 0 -o "$tmp/vae_tiled.png"
     || bad "tiled VAE: $(maxdiff "$tmp/untiled.png" "$tmp/vae_tiled.png")"
 
 g=("$tessera" generate --unet-heads 2 --clip-heads 2 -m "$model" --steps 1 --seed 1 -o "$tmp/x.png")
-expect_error 2 "bad value '0,0,5:x' for --region" -- "${g[@]}" -p a --region "0,0,5:x"
-expect_error 2 "bad value 'feather' for --tile-blend" -- "${g[@]}" -p a --tile-blend feather
-expect_error 2 "bad value 'sometimes' for --hires" -- "${g[@]}" -p a --hires sometimes
-expect_error 1 "lies outside" -- "${g[@]}" -p a -W 128 -H 128 --region "500,500,10,10:x"
-expect_error 1 "tile size 7 must be a positive multiple of" -- "${g[@]}" -p a -W 128 -H 128 --tile 7
-expect_error 1 "tile overlap 8 must be" -- "${g[@]}" -p a -W 128 -H 128 --tile 8 --tile-overlap 8
+expect 2 "bad value '0,0,5:x' for --region" -- "${g[@]}" -p a --region "0,0,5:x"
+expect 2 "bad value 'feather' for --tile-blend" -- "${g[@]}" -p a --tile-blend feather
+expect 2 "bad value 'sometimes' for --hires" -- "${g[@]}" -p a --hires sometimes
+expect 1 "lies outside" -- "${g[@]}" -p a -W 128 -H 128 --region "500,500,10,10:x"
+expect 1 "tile size 7 must be a positive multiple of" -- "${g[@]}" -p a -W 128 -H 128 --tile 7
+expect 1 "tile overlap 8 must be" -- "${g[@]}" -p a -W 128 -H 128 --tile 8 --tile-overlap 8
 [ ! -e "$tmp/x.png" ] && echo "ok: no output after errors" || bad "an output was written after an error"
 exit $fail

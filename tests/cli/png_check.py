@@ -5,6 +5,8 @@
   png_check.py text FILE            prints the "parameters" text
   png_check.py size FILE            prints WxH
   png_check.py same A B             A and B hold the same pixels (metadata may differ)
+  png_check.py close A B MEAN       A and B are the same size, differ somewhere, and their mean absolute
+                                    channel difference is at most MEAN (prints it)
   png_check.py make image|mask FILE W H   writes a test picture (gradient) or mask (white middle third)"""
 import struct, sys, zlib
 def png(path, w, h, ch, fn):
@@ -55,6 +57,12 @@ elif sys.argv[1] == 'size':
     w, h, ch, _, _ = read(sys.argv[2]); print('%dx%d' % (w, h))
 elif sys.argv[1] == 'same':
     sys.exit(0 if read(sys.argv[2])[:4] == read(sys.argv[3])[:4] else 1)
+elif sys.argv[1] == 'close':
+    a, b = read(sys.argv[2]), read(sys.argv[3])
+    if a[:3] != b[:3]: print('sizes differ'); sys.exit(1)
+    diff = [abs(x - y) for ra, rb in zip(a[3], b[3]) for x, y in zip(ra, rb)]
+    mean = sum(diff) / len(diff); print('mean abs difference %.3f, max %d' % (mean, max(diff)))
+    sys.exit(0 if 0 < mean <= float(sys.argv[4]) else 1)
 elif sys.argv[1] == 'make':
     kind, path, w, h = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
     if kind == 'image':

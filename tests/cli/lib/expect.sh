@@ -9,19 +9,3 @@ expect() {
     else echo "ok: $what"; fi
 }
 
-# expect_error CODE PATTERN -- command...: exit status CODE and exactly one non-empty
-# stderr line, matching PATTERN (what users see when they get something wrong).
-expect_error() {
-    local want=$1 pattern=$2; shift 3
-    "$@" >"$tmp/out.txt" 2>"$tmp/err.txt"
-    local got=$?
-    if [ "$got" -ne "$want" ]; then
-        echo "FAIL: $*: exit $got, expected $want"; sed 's/^/    /' "$tmp/err.txt" | tail -3; fail=1
-    elif ! grep -q -- "$pattern" "$tmp/err.txt"; then
-        echo "FAIL: $*: no '$pattern' in:"; sed 's/^/    /' "$tmp/err.txt" | tail -3; fail=1
-    elif [ "$want" -ne 0 ] && [ "$(grep -vc '^$' "$tmp/err.txt")" -ne 1 ]; then
-        echo "FAIL: $*: the error is not one line:"; sed 's/^/    /' "$tmp/err.txt"; fail=1
-    else
-        echo "ok: ${pattern}"
-    fi
-}
