@@ -24,40 +24,17 @@ static uint32_t rd_u32(const unsigned char *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* ---- 32-weight blocks ---------------------------------------------------------- */
+/* ---- the integer form of 32-weight runs ---------------------------------------- */
 
-static void deq_q8_0(const unsigned char *b, float *y)
-{
-    float d = rd_f16(b);
-    for (int j = 0; j < 32; j++)
-        y[j] = d * (float)(int8_t)b[2 + j];
-}
-
-/* Q4_0, Q4_1, Q5_0 and Q5_1 differ only in the optional min, the optional 5th bits
- * and the offset subtracted when there is no min. */
-static void deq_nibbles(const unsigned char *qs, uint32_t qh, int has_high, float d, float m, int offset, float *y)
+/* Q4_0, Q4_1, Q5_0 and Q5_1 differ only in the optional min and the optional 5th bits
+ * (qh is 0 for the types without). */
+static void unpack_nibbles(const unsigned char *qs, uint32_t qh, uint8_t *u)
 {
     for (int j = 0; j < 16; j++) {
-        int lo = qs[j] & 0xF, hi = qs[j] >> 4;
-        if (has_high) {
-            lo |= (int)((qh >> j) & 1) << 4;
-            hi |= (int)((qh >> (j + 16)) & 1) << 4;
-        }
-        y[j] = (float)(lo - offset) * d + m;
-        y[j + 16] = (float)(hi - offset) * d + m;
+        u[j] = (uint8_t)((qs[j] & 0xF) | ((qh >> j) & 1) << 4);
+        u[j + 16] = (uint8_t)((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
     }
 }
-
-static void deq_q4_0(const unsigned char *b, float *y) { deq_nibbles(b + 2, 0, 0, rd_f16(b), 0.0f, 8, y); }
-static void deq_q4_1(const unsigned char *b, float *y) { deq_nibbles(b + 4, 0, 0, rd_f16(b), rd_f16(b + 2), 0, y); }
-static void deq_q5_0(const unsigned char *b, float *y) { deq_nibbles(b + 6, rd_u32(b + 2), 1, rd_f16(b), 0.0f, 16, y); }
-
-static void deq_q5_1(const unsigned char *b, float *y)
-{
-    deq_nibbles(b + 8, rd_u32(b + 4), 1, rd_f16(b), rd_f16(b + 2), 0, y);
-}
-
-/* ---- 256-weight K blocks ------------------------------------------------------- */
 
 /* Scale and min of sub-block j (0..7) from the 12 packed bytes: the first four pairs
  * are the low 6 bits of bytes j and j+4; the last four keep their low nibbles in
@@ -75,25 +52,75 @@ static void k_scale_min(const unsigned char *s, int j, int *sc, int *m)
 
 /* Q4_K and Q5_K: four chunks of 64 weights, each the low then high nibbles of 32 bytes
  * (sub-blocks 2c and 2c+1); Q5_K's 5th bit of weight l of sub-block s is bit s of qh[l]. */
-static void deq_k_4_5(const unsigned char *b, const unsigned char *qh, const unsigned char *qs, float *y)
+static void unpack_k_4_5(const unsigned char *b, const unsigned char *qh, const unsigned char *qs, int s, uint8_t *u,
+                         float *scale, float *min)
 {
-    float d = rd_f16(b), dmin = rd_f16(b + 2);
-    for (int c = 0; c < 4; c++, qs += 32, y += 64)
-        for (int half = 0; half < 2; half++) {
-            int s = 2 * c + half, sc, m;
-            k_scale_min(b + 4, s, &sc, &m);
-            float d1 = d * (float)sc, m1 = dmin * (float)m;
-            for (int l = 0; l < 32; l++) {
-                int q = half ? qs[l] >> 4 : qs[l] & 0xF;
-                if (qh)
-                    q += (qh[l] >> s & 1) << 4;
-                y[32 * half + l] = d1 * (float)q - m1;
-            }
-        }
+    int sc, m, half = s & 1;
+    k_scale_min(b + 4, s, &sc, &m);
+    *scale = rd_f16(b) * (float)sc;
+    *min = -(rd_f16(b + 2) * (float)m);
+    qs += 32 * (s / 2);
+    for (int l = 0; l < 32; l++)
+        u[l] = (uint8_t)((half ? qs[l] >> 4 : qs[l] & 0xF) | (qh ? (qh[l] >> s & 1) << 4 : 0));
 }
 
-static void deq_q4_k(const unsigned char *b, float *y) { deq_k_4_5(b, NULL, b + 16, y); }
-static void deq_q5_k(const unsigned char *b, float *y) { deq_k_4_5(b, b + 16, b + 48, y); }
+int ts_quant_int_form(ts_dtype t, int *zero, int *has_min)
+{
+    static const struct {
+        ts_dtype t;
+        int zero, has_min;
+    } forms[] = {{TS_DTYPE_Q8_0, 128, 0}, {TS_DTYPE_Q4_0, 8, 0}, {TS_DTYPE_Q5_0, 16, 0}, {TS_DTYPE_Q4_1, 0, 1},
+                 {TS_DTYPE_Q5_1, 0, 1},   {TS_DTYPE_Q4_K, 0, 1}, {TS_DTYPE_Q5_K, 0, 1}};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
+        if (forms[i].t == t) {
+            *zero = forms[i].zero;
+            *has_min = forms[i].has_min;
+            return 1;
+        }
+    return 0;
+}
+
+void ts_quant_unpack32(ts_dtype t, const void *block, int sub, uint8_t u[32], float *scale, float *min)
+{
+    const unsigned char *b = block;
+    *scale = rd_f16(b);
+    *min = 0.0f;
+    switch (t) {
+    case TS_DTYPE_Q8_0:
+        for (int j = 0; j < 32; j++)
+            u[j] = (uint8_t)(b[2 + j] ^ 0x80); /* q + 128 */
+        break;
+    case TS_DTYPE_Q4_0: unpack_nibbles(b + 2, 0, u); break;
+    case TS_DTYPE_Q5_0: unpack_nibbles(b + 6, rd_u32(b + 2), u); break;
+    case TS_DTYPE_Q4_1:
+        *min = rd_f16(b + 2);
+        unpack_nibbles(b + 4, 0, u);
+        break;
+    case TS_DTYPE_Q5_1:
+        *min = rd_f16(b + 2);
+        unpack_nibbles(b + 8, rd_u32(b + 4), u);
+        break;
+    case TS_DTYPE_Q4_K: unpack_k_4_5(b, NULL, b + 16, sub, u, scale, min); break;
+    case TS_DTYPE_Q5_K: unpack_k_4_5(b, b + 16, b + 48, sub, u, scale, min); break;
+    default:
+        memset(u, 0, 32);
+        *scale = NAN;
+    }
+}
+
+/* ---- dequantisation -------------------------------------------------------------- */
+
+/* Every type with an integer form widens through it, run by run. */
+static void deq_int_form(ts_dtype t, int zero, const unsigned char *b, float *y)
+{
+    uint8_t u[32];
+    float scale, min;
+    for (int s = 0; s < ts_dtype_block_len(t) / 32; s++, y += 32) {
+        ts_quant_unpack32(t, b, s, u, &scale, &min);
+        for (int j = 0; j < 32; j++)
+            y[j] = scale * (float)(u[j] - zero) + min;
+    }
+}
 
 /* Q6_K: two halves of 128 weights; in a half, weight l + 32 i (i = 0..3) takes its low
  * 4 bits from ql[l + 32 (i & 1)] (low nibble for i < 2, high otherwise) and its top 2
@@ -114,17 +141,8 @@ static void deq_q6_k(const unsigned char *b, float *y)
 
 void ts_dequantize(ts_dtype t, const void *src, float *dst, size_t n)
 {
-    void (*block)(const unsigned char *, float *);
-    switch (t) {
-    case TS_DTYPE_Q8_0: block = deq_q8_0; break;
-    case TS_DTYPE_Q4_0: block = deq_q4_0; break;
-    case TS_DTYPE_Q4_1: block = deq_q4_1; break;
-    case TS_DTYPE_Q5_0: block = deq_q5_0; break;
-    case TS_DTYPE_Q5_1: block = deq_q5_1; break;
-    case TS_DTYPE_Q4_K: block = deq_q4_k; break;
-    case TS_DTYPE_Q5_K: block = deq_q5_k; break;
-    case TS_DTYPE_Q6_K: block = deq_q6_k; break;
-    default:
+    int zero, has_min;
+    if (t != TS_DTYPE_Q6_K && !ts_quant_int_form(t, &zero, &has_min)) {
         for (size_t i = 0; i < n; i++)
             dst[i] = NAN;
         return;
@@ -132,7 +150,10 @@ void ts_dequantize(ts_dtype t, const void *src, float *dst, size_t n)
     size_t len = (size_t)ts_dtype_block_len(t), bytes = ts_dtype_block_bytes(t);
     const unsigned char *p = src;
     for (size_t i = 0; i + len <= n; i += len, p += bytes)
-        block(p, dst + i);
+        if (t == TS_DTYPE_Q6_K)
+            deq_q6_k(p, dst + i);
+        else
+            deq_int_form(t, zero, p, dst + i);
 }
 
 /* ---- quantisers ---------------------------------------------------------------- */
