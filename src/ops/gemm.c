@@ -21,6 +21,7 @@
 
 #include "core/threads.h"
 #include "ops/gemm_engine.h"
+#include "ops/gemm_quant.h"
 
 #define PACK_KCHUNK 64
 #define MAX_TILE (6 * 32) /* the largest mr x nr of the kernels */
@@ -189,26 +190,31 @@ void ts_gemm_macro(const ts_gemm_kernel *kern, int64_t m, int64_t n, int64_t kc,
 
 /* Pack buffers live as long as their thread and only grow: a fresh multi-megabyte
  * buffer per call would cost a page fault per 4 KB, several percent of a GEMM. */
-typedef struct {
-    float *p;
-    size_t n;
-} scratch;
-
-static _Thread_local scratch a_scratch, b_scratch, whole_a_scratch;
-
-static float *scratch_get(scratch *s, size_t n)
+void *ts_scratch_get(ts_scratch *s, size_t bytes)
 {
-    if (s->n < n) {
+    if (s->n < bytes) {
         free(s->p);
-        s->p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+        s->p = aligned_alloc(64, (bytes + 63) / 64 * 64);
         if (!s->p) {
-            fprintf(stderr, "tessera: out of memory for a %zu-float GEMM pack buffer\n", n);
+            fprintf(stderr, "tessera: out of memory for a %zu-byte GEMM buffer\n", bytes);
             abort();
         }
-        s->n = n;
+        s->n = bytes;
     }
     return s->p;
 }
+
+void ts_scratch_trim(ts_scratch *s, size_t keep)
+{
+    if (s->n > keep) {
+        free(s->p);
+        *s = (ts_scratch){NULL, 0};
+    }
+}
+
+static _Thread_local ts_scratch a_scratch, b_scratch, whole_a_scratch;
+
+static float *scratch_get(ts_scratch *s, size_t n) { return ts_scratch_get(s, n * sizeof(float)); }
 
 typedef struct {
     const ts_gemm_kernel *kern;
@@ -396,10 +402,9 @@ static int blas_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
     return 1;
 }
 
-/* Block-quantised weights (GGUF Q8_0, Q4_K, ...): the panel packer addresses elements,
- * not blocks, so a slab of whole rows is dequantised at a time and multiplied as f32.
- * Correct and bounded in memory (LINEAR_BLOCK_SLAB rows); block-wise integer kernels
- * are the fast path still to come. */
+/* Block types without an integer form (Q6_K; see gemm_quant.h for the others): the
+ * panel packer addresses elements, not blocks, so a slab of whole rows is dequantised
+ * at a time and multiplied as f32, bounded in memory (LINEAR_BLOCK_SLAB rows). */
 #define LINEAR_BLOCK_SLAB 64
 static void linear_block_weights(const float *A, int64_t lda, int64_t M, const ts_weight *W, float *C, int64_t ldc,
                                  int accumulate)
@@ -433,7 +438,8 @@ void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const
     if (W->dtype == TS_DTYPE_F32 && blas_sgemm(0, 1, M, N, K, 1.0f, A, lda, W->data, K, bias ? 1.0f : 0.0f, C, ldc))
         return;
     if (ts_dtype_is_block(W->dtype)) {
-        linear_block_weights(A, lda, M, W, C, ldc, bias != NULL);
+        if (!ts_linear_quantized(A, lda, M, W, C, ldc, bias != NULL))
+            linear_block_weights(A, lda, M, W, C, ldc, bias != NULL);
         return;
     }
     ts_operand a = {.kind = TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = A, .ld = lda};

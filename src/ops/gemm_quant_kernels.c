@@ -1,0 +1,287 @@
+/*
+ * Micro-kernels of the integer GEMM (gemm_quant.h) and their run-time dispatch.
+ *
+ * Every kernel computes the same numbers bit for bit: the int32 dot product of a run
+ * is exact, and each run then adds fma(I, d·s, acc) (and fma(d·Σq, min, acc) for the
+ * types with a min) in run order, so a forced fallback must reproduce the fast path
+ * exactly, which the tests check.  The x86 variants are compiled with target
+ * attributes, like gemm_kernels.c, so one binary carries them all.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/cpu.h"
+#include "core/error.h"
+#include "ops/gemm_quant.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TS_X86 1
+#endif
+
+/* Scale of one run: max|x| / 127, and its q rounded to nearest even (the rounding of
+ * lrintf and of cvtps2dq alike) after clamping, which also sends NaN to -127 the
+ * way maxps does. */
+static void quantize_row_scalar(const float *x, int64_t runs, int8_t *q, float *d, int32_t *sum)
+{
+    for (int64_t b = 0; b < runs; b++, x += 32, q += 32) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) {
+            float a = fabsf(x[j]);
+            amax = a > amax ? a : amax;
+        }
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        int32_t s = 0;
+        for (int j = 0; j < 32; j++) {
+            q[j] = (int8_t)lrintf(fminf(fmaxf(x[j] * id, -127.0f), 127.0f));
+            s += q[j];
+        }
+        d[b] = db;
+        sum[b] = s;
+    }
+}
+
+#define SCALAR_MR 2
+#define SCALAR_LANES 8
+
+static void tile_scalar(const ts_qtile *t)
+{
+    int64_t rb = ts_qrun_bytes(SCALAR_LANES, t->has_min);
+    for (int r = 0; r < t->rows; r++) {
+        const int8_t *q = t->q + r * t->runs * 32;
+        const float *d = t->d + r * t->runs;
+        const int32_t *sum = t->sum + r * t->runs;
+        for (int c = 0; c < t->cols; c++) {
+            int lane = c % SCALAR_LANES;
+            const uint8_t *w = t->w + c / SCALAR_LANES * t->panel_bytes;
+            float acc = 0.0f;
+            for (int64_t b = 0; b < t->runs; b++, w += rb) {
+                int32_t dot = 0;
+                for (int k = 0; k < 32; k++)
+                    dot += (w[(k / 4 * SCALAR_LANES + lane) * 4 + k % 4] - t->zero) * q[32 * b + k];
+                const float *scale = (const float *)(w + 32 * SCALAR_LANES);
+                acc = fmaf((float)dot, scale[lane] * d[b], acc);
+                if (t->has_min)
+                    acc = fmaf(d[b] * (float)sum[b], scale[SCALAR_LANES + lane], acc);
+            }
+            float *out = t->c + r * t->ldc + c;
+            *out = t->accumulate ? *out + acc : acc;
+        }
+    }
+}
+
+#ifdef TS_X86
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+#define VNNI_MR 4
+#define VNNI_LANES 16
+
+VNNI_TARGET static void quantize_row_avx512(const float *x, int64_t runs, int8_t *q, float *d, int32_t *sum)
+{
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    for (int64_t b = 0; b < runs; b++, x += 32, q += 32) {
+        __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        __m512 m = _mm512_max_ps(_mm512_abs_ps(x0), _mm512_setzero_ps()); /* a NaN lane keeps 0 */
+        m = _mm512_max_ps(_mm512_abs_ps(x1), m);
+        float db = _mm512_reduce_max_ps(m) / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x0, vid), lo), hi));
+        __m512i q1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x1, vid), lo), hi));
+        _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(q1));
+        d[b] = db;
+        sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+
+/* 4 rows x 32 columns: 8 int32 sums of the current run and 8 f32 accumulators.  Per
+ * group of 4 k, two loads of u feed 8 vpdpbusd with 4 broadcast activations. */
+VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni_body(const ts_qtile *t, const int has_min)
+{
+    const int64_t rb = ts_qrun_bytes(VNNI_LANES, has_min);
+    const int8_t *q[VNNI_MR];
+    const float *d[VNNI_MR];
+    const int32_t *sum[VNNI_MR];
+    for (int r = 0; r < VNNI_MR; r++) { /* missing rows repeat the last one, unstored */
+        int64_t rr = r < t->rows ? r : t->rows - 1;
+        q[r] = t->q + rr * t->runs * 32;
+        d[r] = t->d + rr * t->runs;
+        sum[r] = t->sum + rr * t->runs;
+    }
+    __m512 acc[VNNI_MR][2];
+    for (int r = 0; r < VNNI_MR; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    const uint8_t *w0 = t->w, *w1 = t->w + t->panel_bytes;
+    for (int64_t b = 0; b < t->runs; b++, w0 += rb, w1 += rb) {
+        __m512i dot[VNNI_MR][2];
+        for (int r = 0; r < VNNI_MR; r++)
+            dot[r][0] = dot[r][1] = _mm512_set1_epi32(-t->zero * sum[r][b]);
+        for (int g = 0; g < 8; g++) {
+            __m512i u0 = _mm512_loadu_si512(w0 + 64 * g), u1 = _mm512_loadu_si512(w1 + 64 * g);
+            for (int r = 0; r < VNNI_MR; r++) {
+                int32_t a4;
+                memcpy(&a4, q[r] + 32 * b + 4 * g, 4);
+                __m512i a = _mm512_set1_epi32(a4);
+                dot[r][0] = _mm512_dpbusd_epi32(dot[r][0], u0, a);
+                dot[r][1] = _mm512_dpbusd_epi32(dot[r][1], u1, a);
+            }
+        }
+        __m512 s0 = _mm512_loadu_ps((const float *)(w0 + 512)), s1 = _mm512_loadu_ps((const float *)(w1 + 512));
+        for (int r = 0; r < VNNI_MR; r++) {
+            __m512 dr = _mm512_set1_ps(d[r][b]);
+            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][0]), _mm512_mul_ps(s0, dr), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][1]), _mm512_mul_ps(s1, dr), acc[r][1]);
+        }
+        if (has_min) {
+            __m512 m0 = _mm512_loadu_ps((const float *)(w0 + 576)), m1 = _mm512_loadu_ps((const float *)(w1 + 576));
+            for (int r = 0; r < VNNI_MR; r++) {
+                __m512 e = _mm512_set1_ps(d[r][b] * (float)sum[r][b]);
+                acc[r][0] = _mm512_fmadd_ps(e, m0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(e, m1, acc[r][1]);
+            }
+        }
+    }
+    for (int r = 0; r < t->rows; r++)
+        for (int h = 0; h < 2; h++) {
+            int n = t->cols - VNNI_LANES * h;
+            if (n <= 0)
+                break;
+            __mmask16 mask = (__mmask16)((1u << (n < VNNI_LANES ? n : VNNI_LANES)) - 1);
+            float *c = t->c + r * t->ldc + VNNI_LANES * h;
+            __m512 v = acc[r][h];
+            if (t->accumulate)
+                v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, c), v);
+            _mm512_mask_storeu_ps(c, mask, v);
+        }
+}
+
+VNNI_TARGET static void tile_vnni(const ts_qtile *t)
+{
+    if (t->has_min)
+        tile_vnni_body(t, 1);
+    else
+        tile_vnni_body(t, 0);
+}
+
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+#define AVX2_MR 2
+#define AVX2_LANES 8
+
+/* 2 rows x 16 columns.  u − z is taken back to int8 (wrapping is exact: it lies in
+ * [-128, 127]), and pmaddubsw multiplies |u − z| by q carrying the sign of u − z:
+ * each int16 pair sum is at most 2 · 128 · 127 < 32768, so nothing saturates. */
+AVX2_TARGET static void tile_avx2(const ts_qtile *t)
+{
+    const int64_t rb = ts_qrun_bytes(AVX2_LANES, t->has_min);
+    const int8_t *q[AVX2_MR];
+    const float *d[AVX2_MR];
+    const int32_t *sum[AVX2_MR];
+    for (int r = 0; r < AVX2_MR; r++) {
+        int64_t rr = r < t->rows ? r : t->rows - 1;
+        q[r] = t->q + rr * t->runs * 32;
+        d[r] = t->d + rr * t->runs;
+        sum[r] = t->sum + rr * t->runs;
+    }
+    const __m256i zero = _mm256_set1_epi8((char)t->zero), ones = _mm256_set1_epi16(1);
+    __m256 acc[AVX2_MR][2];
+    for (int r = 0; r < AVX2_MR; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    const uint8_t *w0 = t->w, *w1 = t->w + t->panel_bytes;
+    for (int64_t b = 0; b < t->runs; b++, w0 += rb, w1 += rb) {
+        __m256i dot[AVX2_MR][2];
+        for (int r = 0; r < AVX2_MR; r++)
+            dot[r][0] = dot[r][1] = _mm256_setzero_si256();
+        for (int g = 0; g < 8; g++) {
+            __m256i v0 = _mm256_sub_epi8(_mm256_loadu_si256((const __m256i *)(w0 + 32 * g)), zero);
+            __m256i v1 = _mm256_sub_epi8(_mm256_loadu_si256((const __m256i *)(w1 + 32 * g)), zero);
+            __m256i a0 = _mm256_abs_epi8(v0), a1 = _mm256_abs_epi8(v1);
+            for (int r = 0; r < AVX2_MR; r++) {
+                int32_t a4;
+                memcpy(&a4, q[r] + 32 * b + 4 * g, 4);
+                __m256i x = _mm256_set1_epi32(a4);
+                __m256i p0 = _mm256_maddubs_epi16(a0, _mm256_sign_epi8(x, v0));
+                __m256i p1 = _mm256_maddubs_epi16(a1, _mm256_sign_epi8(x, v1));
+                dot[r][0] = _mm256_add_epi32(dot[r][0], _mm256_madd_epi16(p0, ones));
+                dot[r][1] = _mm256_add_epi32(dot[r][1], _mm256_madd_epi16(p1, ones));
+            }
+        }
+        __m256 s0 = _mm256_loadu_ps((const float *)(w0 + 256)), s1 = _mm256_loadu_ps((const float *)(w1 + 256));
+        for (int r = 0; r < AVX2_MR; r++) {
+            __m256 dr = _mm256_set1_ps(d[r][b]);
+            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][0]), _mm256_mul_ps(s0, dr), acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][1]), _mm256_mul_ps(s1, dr), acc[r][1]);
+        }
+        if (t->has_min) {
+            __m256 m0 = _mm256_loadu_ps((const float *)(w0 + 288)), m1 = _mm256_loadu_ps((const float *)(w1 + 288));
+            for (int r = 0; r < AVX2_MR; r++) {
+                __m256 e = _mm256_set1_ps(d[r][b] * (float)sum[r][b]);
+                acc[r][0] = _mm256_fmadd_ps(e, m0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(e, m1, acc[r][1]);
+            }
+        }
+    }
+    for (int r = 0; r < t->rows; r++)
+        for (int h = 0; h < 2; h++) {
+            int n = t->cols - AVX2_LANES * h;
+            if (n <= 0)
+                break;
+            float *c = t->c + r * t->ldc + AVX2_LANES * h;
+            __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            __m256 v = acc[r][h];
+            if (t->accumulate)
+                v = _mm256_add_ps(_mm256_maskload_ps(c, mask), v);
+            _mm256_maskstore_ps(c, mask, v);
+        }
+}
+#endif
+
+static const ts_qkernel qkernels[] = {
+#ifdef TS_X86
+    {"avx512vnni", VNNI_MR, VNNI_LANES, tile_vnni, quantize_row_avx512},
+    {"avx2", AVX2_MR, AVX2_LANES, tile_avx2, quantize_row_scalar},
+#endif
+    {"scalar", SCALAR_MR, SCALAR_LANES, tile_scalar, quantize_row_scalar},
+};
+#define QKERNEL_COUNT ((int)(sizeof qkernels / sizeof qkernels[0]))
+
+static int cpu_runs(const ts_qkernel *k)
+{
+    if (strcmp(k->name, "avx512vnni") == 0)
+        return ts_cpu_has(TS_CPU_AVX512F | TS_CPU_AVX512BW | TS_CPU_AVX512VNNI);
+    if (strcmp(k->name, "avx2") == 0)
+        return ts_cpu_has(TS_CPU_AVX2 | TS_CPU_FMA);
+    return 1;
+}
+
+static const ts_qkernel *best_kernel(void)
+{
+    for (int i = 0; i < QKERNEL_COUNT; i++)
+        if (cpu_runs(&qkernels[i]))
+            return &qkernels[i];
+    return &qkernels[QKERNEL_COUNT - 1];
+}
+
+static const ts_qkernel *selected;
+
+const ts_qkernel *ts_qgemm_kernel(void)
+{
+    if (!selected)
+        selected = best_kernel();
+    return selected;
+}
+
+int ts_qgemm_select(const char *name)
+{
+    if (!name || strcmp(name, "auto") == 0) {
+        selected = best_kernel();
+        return TS_OK;
+    }
+    for (int i = 0; i < QKERNEL_COUNT; i++)
+        if (strcmp(qkernels[i].name, name) == 0) {
+            if (!cpu_runs(&qkernels[i]))
+                return ts_fail(TS_ERR_UNSUPPORTED, "quantised GEMM kernel '%s' needs instructions this CPU lacks",
+                               name);
+            selected = &qkernels[i];
+            return TS_OK;
+        }
+    return ts_fail(TS_ERR_ARG, "unknown quantised GEMM kernel '%s' (avx512vnni, avx2, scalar or auto)", name);
+}
