@@ -53,38 +53,55 @@ static void k_scale_min(const unsigned char *s, int j, int *sc, int *m)
 /* Q4_K and Q5_K: four chunks of 64 weights, each the low then high nibbles of 32 bytes
  * (sub-blocks 2c and 2c+1); Q5_K's 5th bit of weight l of sub-block s is bit s of qh[l]. */
 static void unpack_k_4_5(const unsigned char *b, const unsigned char *qh, const unsigned char *qs, int s, uint8_t *u,
-                         float *scale, float *min)
+                         float *f)
 {
     int sc, m, half = s & 1;
     k_scale_min(b + 4, s, &sc, &m);
-    *scale = rd_f16(b) * (float)sc;
-    *min = -(rd_f16(b + 2) * (float)m);
+    f[0] = rd_f16(b) * (float)sc;
+    f[1] = -(rd_f16(b + 2) * (float)m);
     qs += 32 * (s / 2);
     for (int l = 0; l < 32; l++)
         u[l] = (uint8_t)((half ? qs[l] >> 4 : qs[l] & 0xF) | (qh ? (qh[l] >> s & 1) << 4 : 0));
 }
 
-int ts_quant_int_form(ts_dtype t, int *zero, int *has_min)
+/* Q6_K: two halves of 128 weights; in a half, weight l + 32 i (i = 0..3, run 4h + i)
+ * takes its low 4 bits from ql[l + 32 (i & 1)] (low nibble for i < 2, high otherwise)
+ * and its top 2 bits from bits 2i..2i+1 of qh[l]; int8 sub-block scales cover 16
+ * weights each, so a run has two. */
+static void unpack_q6_k(const unsigned char *b, int s, uint8_t *u, float *f)
+{
+    int h = s / 4, i = s % 4;
+    const unsigned char *ql = b + 64 * h + 32 * (i & 1), *qh = b + 128 + 32 * h;
+    const int8_t *sc = (const int8_t *)(b + 192 + 8 * h);
+    float d = rd_f16(b + 208);
+    f[0] = d * (float)sc[2 * i];
+    f[1] = d * (float)sc[2 * i + 1];
+    for (int l = 0; l < 32; l++)
+        u[l] = (uint8_t)((i < 2 ? ql[l] & 0xF : ql[l] >> 4) | ((qh[l] >> (2 * i)) & 3) << 4);
+}
+
+int ts_quant_int_form(ts_dtype t, ts_qform *form)
 {
     static const struct {
         ts_dtype t;
-        int zero, has_min;
-    } forms[] = {{TS_DTYPE_Q8_0, 128, 0}, {TS_DTYPE_Q4_0, 8, 0}, {TS_DTYPE_Q5_0, 16, 0}, {TS_DTYPE_Q4_1, 0, 1},
-                 {TS_DTYPE_Q5_1, 0, 1},   {TS_DTYPE_Q4_K, 0, 1}, {TS_DTYPE_Q5_K, 0, 1}};
+        ts_qform form;
+    } forms[] = {{TS_DTYPE_Q8_0, {TS_QFORM_ZERO, 128}}, {TS_DTYPE_Q4_0, {TS_QFORM_ZERO, 8}},
+                 {TS_DTYPE_Q5_0, {TS_QFORM_ZERO, 16}},  {TS_DTYPE_Q4_1, {TS_QFORM_MIN, 0}},
+                 {TS_DTYPE_Q5_1, {TS_QFORM_MIN, 0}},    {TS_DTYPE_Q4_K, {TS_QFORM_MIN, 0}},
+                 {TS_DTYPE_Q5_K, {TS_QFORM_MIN, 0}},    {TS_DTYPE_Q6_K, {TS_QFORM_HALVES, 32}}};
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
         if (forms[i].t == t) {
-            *zero = forms[i].zero;
-            *has_min = forms[i].has_min;
+            *form = forms[i].form;
             return 1;
         }
     return 0;
 }
 
-void ts_quant_unpack32(ts_dtype t, const void *block, int sub, uint8_t u[32], float *scale, float *min)
+void ts_quant_unpack32(ts_dtype t, const void *block, int sub, uint8_t u[32], float f[2])
 {
     const unsigned char *b = block;
-    *scale = rd_f16(b);
-    *min = 0.0f;
+    f[0] = rd_f16(b);
+    f[1] = 0.0f;
     switch (t) {
     case TS_DTYPE_Q8_0:
         for (int j = 0; j < 32; j++)
@@ -93,67 +110,49 @@ void ts_quant_unpack32(ts_dtype t, const void *block, int sub, uint8_t u[32], fl
     case TS_DTYPE_Q4_0: unpack_nibbles(b + 2, 0, u); break;
     case TS_DTYPE_Q5_0: unpack_nibbles(b + 6, rd_u32(b + 2), u); break;
     case TS_DTYPE_Q4_1:
-        *min = rd_f16(b + 2);
+        f[1] = rd_f16(b + 2);
         unpack_nibbles(b + 4, 0, u);
         break;
     case TS_DTYPE_Q5_1:
-        *min = rd_f16(b + 2);
+        f[1] = rd_f16(b + 2);
         unpack_nibbles(b + 8, rd_u32(b + 4), u);
         break;
-    case TS_DTYPE_Q4_K: unpack_k_4_5(b, NULL, b + 16, sub, u, scale, min); break;
-    case TS_DTYPE_Q5_K: unpack_k_4_5(b, b + 16, b + 48, sub, u, scale, min); break;
+    case TS_DTYPE_Q4_K: unpack_k_4_5(b, NULL, b + 16, sub, u, f); break;
+    case TS_DTYPE_Q5_K: unpack_k_4_5(b, b + 16, b + 48, sub, u, f); break;
+    case TS_DTYPE_Q6_K: unpack_q6_k(b, sub, u, f); break;
     default:
         memset(u, 0, 32);
-        *scale = NAN;
+        f[0] = f[1] = NAN;
     }
 }
 
 /* ---- dequantisation -------------------------------------------------------------- */
 
-/* Every type with an integer form widens through it, run by run. */
-static void deq_int_form(ts_dtype t, int zero, const unsigned char *b, float *y)
+float ts_qform_weight(ts_qform form, const float f[2], int j, uint8_t u)
 {
-    uint8_t u[32];
-    float scale, min;
-    for (int s = 0; s < ts_dtype_block_len(t) / 32; s++, y += 32) {
-        ts_quant_unpack32(t, b, s, u, &scale, &min);
-        for (int j = 0; j < 32; j++)
-            y[j] = scale * (float)(u[j] - zero) + min;
-    }
-}
-
-/* Q6_K: two halves of 128 weights; in a half, weight l + 32 i (i = 0..3) takes its low
- * 4 bits from ql[l + 32 (i & 1)] (low nibble for i < 2, high otherwise) and its top 2
- * bits from bits 2i..2i+1 of qh[l]; sub-block scales cover 16 weights each. */
-static void deq_q6_k(const unsigned char *b, float *y)
-{
-    const unsigned char *ql = b, *qh = b + 128;
-    const int8_t *sc = (const int8_t *)(b + 192);
-    float d = rd_f16(b + 208);
-    for (int h = 0; h < 2; h++, ql += 64, qh += 32, sc += 8, y += 128)
-        for (int i = 0; i < 4; i++)
-            for (int l = 0; l < 32; l++) {
-                int lo = i < 2 ? ql[l + 32 * (i & 1)] & 0xF : ql[l + 32 * (i & 1)] >> 4;
-                int q = (lo | ((qh[l] >> (2 * i)) & 3) << 4) - 32;
-                y[32 * i + l] = d * (float)sc[(32 * i + l) / 16] * (float)q;
-            }
+    if (form.kind == TS_QFORM_MIN)
+        return f[0] * (float)u + f[1];
+    return f[form.kind == TS_QFORM_HALVES ? j / 16 : 0] * (float)(u - form.zero);
 }
 
 void ts_dequantize(ts_dtype t, const void *src, float *dst, size_t n)
 {
-    int zero, has_min;
-    if (t != TS_DTYPE_Q6_K && !ts_quant_int_form(t, &zero, &has_min)) {
+    ts_qform form;
+    if (!ts_quant_int_form(t, &form)) {
         for (size_t i = 0; i < n; i++)
             dst[i] = NAN;
         return;
     }
     size_t len = (size_t)ts_dtype_block_len(t), bytes = ts_dtype_block_bytes(t);
     const unsigned char *p = src;
+    uint8_t u[32];
+    float f[2];
     for (size_t i = 0; i + len <= n; i += len, p += bytes)
-        if (t == TS_DTYPE_Q6_K)
-            deq_q6_k(p, dst + i);
-        else
-            deq_int_form(t, zero, p, dst + i);
+        for (int s = 0; s < (int)len / 32; s++) {
+            ts_quant_unpack32(t, p, s, u, f);
+            for (int j = 0; j < 32; j++)
+                dst[i + 32 * (size_t)s + (size_t)j] = ts_qform_weight(form, f, j, u[j]);
+        }
 }
 
 /* ---- quantisers ---------------------------------------------------------------- */

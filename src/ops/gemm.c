@@ -402,30 +402,6 @@ static int blas_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
     return 1;
 }
 
-/* Block types without an integer form (Q6_K; see gemm_quant.h for the others): the
- * panel packer addresses elements, not blocks, so a slab of whole rows is dequantised
- * at a time and multiplied as f32, bounded in memory (LINEAR_BLOCK_SLAB rows). */
-#define LINEAR_BLOCK_SLAB 64
-static void linear_block_weights(const float *A, int64_t lda, int64_t M, const ts_weight *W, float *C, int64_t ldc,
-                                 int accumulate)
-{
-    int64_t N = W->shape[0], K = ts_weight_row_len(W);
-    float *slab = malloc((size_t)(LINEAR_BLOCK_SLAB * K) * sizeof *slab);
-    if (!slab) {
-        fprintf(stderr, "tessera: out of memory dequantising a %lld-wide weight\n", (long long)K);
-        abort();
-    }
-    ts_operand a = {.kind = TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = A, .ld = lda};
-    for (int64_t n0 = 0; n0 < N; n0 += LINEAR_BLOCK_SLAB) {
-        int64_t rows = N - n0 < LINEAR_BLOCK_SLAB ? N - n0 : LINEAR_BLOCK_SLAB;
-        for (int64_t r = 0; r < rows; r++)
-            ts_weight_row_f32(W, n0 + r, slab + r * K);
-        ts_operand w = {.kind = TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = slab, .ld = K};
-        ts_gemm_run(M, rows, K, &a, &w, 1.0f, C + n0, ldc, accumulate);
-    }
-    free(slab);
-}
-
 void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const ts_weight *bias, float *C,
                int64_t ldc)
 {
@@ -438,8 +414,7 @@ void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const
     if (W->dtype == TS_DTYPE_F32 && blas_sgemm(0, 1, M, N, K, 1.0f, A, lda, W->data, K, bias ? 1.0f : 0.0f, C, ldc))
         return;
     if (ts_dtype_is_block(W->dtype)) {
-        if (!ts_linear_quantized(A, lda, M, W, C, ldc, bias != NULL))
-            linear_block_weights(A, lda, M, W, C, ldc, bias != NULL);
+        ts_linear_quantized(A, lda, M, W, C, ldc, bias != NULL);
         return;
     }
     ts_operand a = {.kind = TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = A, .ld = lda};

@@ -10,6 +10,7 @@
  */
 #include "ops/gemm_quant.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "core/quant.h"
@@ -30,7 +31,8 @@ typedef struct {
     /* the weight and its integer form */
     const ts_weight *W;
     int64_t N, runs, row_bytes;
-    int zero, has_min, runs_per_block;
+    ts_qform form;
+    int runs_per_block;
     /* the current column block, packed */
     int64_t n0, ncols, pairs, panel_bytes;
     uint8_t *packed;
@@ -48,14 +50,14 @@ static void quantize_rows(void *ctx, int64_t begin, int64_t end, int worker)
     int64_t runs = j->act.runs;
     for (int64_t r = begin; r < end; r++)
         j->kern->quantize_row(j->A + r * j->lda, runs, j->act.q + r * runs * 32, j->act.d + r * runs,
-                              j->act.sum + r * runs);
+                              j->act.sum + 2 * r * runs);
 }
 
 /* Panel p of the current column block; columns past N are zero (scale 0). */
 static void pack_panel(const qjob *j, int64_t p)
 {
     int lanes = j->kern->lanes;
-    int64_t rb = ts_qrun_bytes(lanes, j->has_min), block_bytes = (int64_t)ts_dtype_block_bytes(j->W->dtype);
+    int64_t rb = ts_qrun_bytes(lanes, j->form), block_bytes = (int64_t)ts_dtype_block_bytes(j->W->dtype);
     uint8_t *dst = j->packed + p * j->panel_bytes;
     for (int lane = 0; lane < lanes; lane++) {
         int64_t n = j->n0 + p * lanes + lane;
@@ -63,16 +65,16 @@ static void pack_panel(const qjob *j, int64_t p)
         uint8_t *run = dst;
         for (int64_t b = 0; b < j->runs; b++, run += rb) {
             uint8_t u[32] = {0};
-            float scale = 0.0f, min = 0.0f;
+            float f[2] = {0.0f, 0.0f};
             if (n < j->N)
                 ts_quant_unpack32(j->W->dtype, row + b / j->runs_per_block * block_bytes, (int)(b % j->runs_per_block),
-                                  u, &scale, &min);
+                                  u, f);
             for (int g = 0; g < 8; g++)
                 memcpy(run + (g * lanes + lane) * 4, u + 4 * g, 4);
-            float *f = (float *)(run + 32 * lanes);
-            f[lane] = scale;
-            if (j->has_min)
-                f[lanes + lane] = min;
+            float *packed_f = (float *)(run + 32 * lanes);
+            packed_f[lane] = f[0];
+            if (j->form.kind != TS_QFORM_ZERO)
+                packed_f[lanes + lane] = f[1];
         }
     }
 }
@@ -99,14 +101,13 @@ static void run_tiles(void *ctx, int64_t begin, int64_t end, int worker)
                              .cols = (int)min64(2 * k->lanes, j->ncols - c0),
                              .w = j->packed + 2 * p * j->panel_bytes,
                              .panel_bytes = j->panel_bytes,
-                             .zero = j->zero,
-                             .has_min = j->has_min,
+                             .form = j->form,
                              .ldc = j->ldc,
                              .accumulate = j->accumulate};
             for (int64_t r = r0; r < r1; r += k->mr) {
                 tile.q = j->act.q + r * runs * 32;
                 tile.d = j->act.d + r * runs;
-                tile.sum = j->act.sum + r * runs;
+                tile.sum = j->act.sum + 2 * r * runs;
                 tile.rows = (int)min64(k->mr, r1 - r);
                 tile.c = j->C + r * j->ldc + j->n0 + c0;
                 k->tile(&tile);
@@ -121,10 +122,11 @@ static _Thread_local ts_scratch act_scratch, pack_scratch;
 static void quantize_activations(qjob *j)
 {
     int64_t runs = j->act.runs, n = j->M * runs;
-    uint8_t *p = ts_scratch_get(&act_scratch, (size_t)n * (32 + sizeof(float) + sizeof(int32_t)));
+    size_t scalars = sizeof(float) + 2 * sizeof(int32_t);
+    uint8_t *p = ts_scratch_get(&act_scratch, (size_t)n * (32 + scalars));
     j->act.d = (float *)p;
     j->act.sum = (int32_t *)(p + n * sizeof(float));
-    j->act.q = (int8_t *)(p + n * (sizeof(float) + sizeof(int32_t)));
+    j->act.q = (int8_t *)(p + n * scalars);
     ts_parallel_for(j->M, 16, quantize_rows, j);
 }
 
@@ -140,30 +142,39 @@ static void plan_tiles(qjob *j)
     j->slices = (j->pairs + j->slice_pairs - 1) / j->slice_pairs;
 }
 
-int ts_linear_quantized(const float *A, int64_t lda, int64_t M, const ts_weight *W, float *C, int64_t ldc,
-                        int accumulate)
+/* C rows set to `v` (K = 0: zero unless accumulating; no integer form: NaN). */
+static void fill_rows(float *C, int64_t ldc, int64_t M, int64_t N, float v)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t n = 0; n < N; n++)
+            C[i * ldc + n] = v;
+}
+
+void ts_linear_quantized(const float *A, int64_t lda, int64_t M, const ts_weight *W, float *C, int64_t ldc,
+                         int accumulate)
 {
     qjob j = {
         .kern = ts_qgemm_kernel(), .A = A, .lda = lda, .M = M, .W = W, .C = C, .ldc = ldc, .accumulate = accumulate};
-    if (!ts_quant_int_form(W->dtype, &j.zero, &j.has_min))
-        return 0;
     int64_t K = ts_weight_row_len(W);
     j.N = W->shape[0];
+    if (M <= 0 || j.N <= 0)
+        return;
+    if (!ts_quant_int_form(W->dtype, &j.form)) {
+        fill_rows(C, ldc, M, j.N, NAN);
+        return;
+    }
+    if (K <= 0) {
+        if (!accumulate)
+            fill_rows(C, ldc, M, j.N, 0.0f);
+        return;
+    }
     j.runs = j.act.runs = K / 32;
     j.runs_per_block = (int)(ts_dtype_block_len(W->dtype) / 32);
     j.row_bytes = (int64_t)ts_dtype_bytes(W->dtype, (uint64_t)K);
-    if (M <= 0 || j.N <= 0)
-        return 1;
-    if (K <= 0) {
-        if (!accumulate)
-            for (int64_t i = 0; i < M; i++)
-                memset(C + i * ldc, 0, (size_t)j.N * sizeof(float));
-        return 1;
-    }
     quantize_activations(&j);
 
     int lanes = j.kern->lanes;
-    int64_t run_bytes = ts_qrun_bytes(lanes, j.has_min), pair_bytes = 2 * j.runs * run_bytes;
+    int64_t run_bytes = ts_qrun_bytes(lanes, j.form), pair_bytes = 2 * j.runs * run_bytes;
     int64_t block_pairs = PACK_BLOCK_BYTES / pair_bytes > 0 ? PACK_BLOCK_BYTES / pair_bytes : 1;
     j.panel_bytes = j.runs * run_bytes;
     j.packed =
@@ -176,5 +187,4 @@ int ts_linear_quantized(const float *A, int64_t lda, int64_t M, const ts_weight 
         ts_parallel_for(j.bands * j.slices, 1, run_tiles, &j);
     }
     ts_scratch_trim(&act_scratch, ACT_KEEP_BYTES);
-    return 1;
 }

@@ -3,30 +3,35 @@
  *
  * The weight is never widened to f32.  Activations are quantised per run of 32 to
  * int8 with one f32 scale (ggml's q8_0 scheme for activations: d = max|x| / 127,
- * q = round(x / d)), the weight runs are unpacked to their integer form (core/quant.h:
- * w = s·(u − z) + min), and each pair of runs meets in an exact int32 dot product:
+ * q = round(x / d)), the weight runs are unpacked to their integer form (core/quant.h),
+ * and each pair of runs meets in exact int32 dot products:
  *
- *     Σ_j w_j·a_j  =  d·s·Σ_j (u_j − z)·q_j  +  d·min·Σ_j q_j
+ *     zero point:  Σ_j w_j·a_j = d·f0·Σ_j (u_j − z)·q_j
+ *     min:                       d·f0·Σ_j u_j·q_j + d·Σ_j q_j · f1
+ *     halves:                    d·f0·Σ_{j<16} (u_j − z)·q_j + d·f1·Σ_{j≥16} (u_j − z)·q_j
  *
  * so the only rounding beyond the activation quantisation is the f32 accumulation
- * of one such term per run.  The int8 products run on AVX-512 VNNI (vpdpbusd: u is
- * the unsigned operand, q the signed one, and −z·Σq seeds the int32 sum), on AVX2
- * (pmaddubsw on |u − z| and q signed alike, which cannot saturate), or in portable C.
+ * of one or two such terms per run.  The int8 products run on AVX-512 VNNI
+ * (vpdpbusd: u is the unsigned operand, q the signed one, and −z·Σq seeds the int32
+ * sum), on AVX2 (pmaddubsw on |u − z| and q signed alike, which cannot saturate), or
+ * in portable C.
  *
  * Packed weights: panels of `lanes` output columns; per run, the u bytes as 8 groups
  * of [lanes][4] (4 consecutive k of one column are one int32 lane), then `lanes`
- * scales, then `lanes` mins (types with a min only).  A micro-kernel computes mr rows
- * of C by two panels.
+ * values of f0, then (forms other than zero point) `lanes` of f1.  A micro-kernel
+ * computes mr rows of C by two panels.
  */
 #ifndef TS_OPS_GEMM_QUANT_H
 #define TS_OPS_GEMM_QUANT_H
 
 #include <stdint.h>
 
+#include "core/quant.h"
 #include "core/tensor.h"
 
 /* Quantised activation rows: row r, run b has its 32 int8 at q + (r * runs + b) * 32,
- * its scale at d[r * runs + b] and the sum of its 32 q at sum[r * runs + b]. */
+ * its scale at d[r * runs + b] and the sums of its two halves of 16 q at
+ * sum[2 * (r * runs + b)] and the next. */
 typedef struct {
     int64_t runs;
     int8_t *q;
@@ -44,7 +49,7 @@ typedef struct {
     int rows, cols;
     const uint8_t *w;
     int64_t panel_bytes;
-    int zero, has_min;
+    ts_qform form;
     float *c;
     int64_t ldc;
     int accumulate;
@@ -54,13 +59,16 @@ typedef struct {
     const char *name;
     int mr, lanes;
     void (*tile)(const ts_qtile *t);
-    /* Quantises `runs` runs of 32 floats (one row) into q, d and sum; bit for bit the
-     * same in every kernel. */
+    /* Quantises `runs` runs of 32 floats (one row) into q, d and the half sums; bit for
+     * bit the same in every kernel. */
     void (*quantize_row)(const float *x, int64_t runs, int8_t *q, float *d, int32_t *sum);
 } ts_qkernel;
 
 /* Bytes of one run of one panel. */
-static inline int64_t ts_qrun_bytes(int lanes, int has_min) { return (int64_t)lanes * (32 + 4 + 4 * has_min); }
+static inline int64_t ts_qrun_bytes(int lanes, ts_qform form)
+{
+    return (int64_t)lanes * (32 + (form.kind == TS_QFORM_ZERO ? 4 : 8));
+}
 
 /* The kernel in use: the best this CPU runs (TESSERA_CPU caps it, see core/cpu.h)
  * unless ts_qgemm_select chose another. */
@@ -70,9 +78,9 @@ const ts_qkernel *ts_qgemm_kernel(void);
 int ts_qgemm_select(const char *name);
 
 /* C[M, N] (+)= A[M, K] · Wᵀ for a block-quantised W [N, K] through the integer
- * kernels (threaded over tiles of C).  Returns 0, touching nothing, when W's type has
- * no integer form (Q6_K): the caller takes the f32 path. */
-int ts_linear_quantized(const float *A, int64_t lda, int64_t M, const ts_weight *W, float *C, int64_t ldc,
+ * kernels (threaded over tiles of C).  Every block type has an integer form; C is
+ * filled with NaN for a type without one. */
+void ts_linear_quantized(const float *A, int64_t lda, int64_t M, const ts_weight *W, float *C, int64_t ldc,
                         int accumulate);
 
 #endif

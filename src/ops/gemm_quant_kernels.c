@@ -1,9 +1,10 @@
 /*
  * Micro-kernels of the integer GEMM (gemm_quant.h) and their run-time dispatch.
  *
- * Every kernel computes the same numbers bit for bit: the int32 dot product of a run
- * is exact, and each run then adds fma(I, d·s, acc) (and fma(d·Σq, min, acc) for the
- * types with a min) in run order, so a forced fallback must reproduce the fast path
+ * Every kernel computes the same numbers bit for bit: the int32 dot products of a run
+ * are exact, and each run then adds, in run order, fma(I, d·f0, acc) and
+ * fma(d·Σq, f1, acc) (min form) or fma(I, d·f0, acc) and fma(I', d·f1, acc) (halves:
+ * I and I' over the two halves), so a forced fallback must reproduce the fast path
  * exactly, which the tests check.  The x86 variants are compiled with target
  * attributes, like gemm_kernels.c, so one binary carries them all.
  */
@@ -31,38 +32,52 @@ static void quantize_row_scalar(const float *x, int64_t runs, int8_t *q, float *
             amax = a > amax ? a : amax;
         }
         float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
-        int32_t s = 0;
+        int32_t s[2] = {0, 0};
         for (int j = 0; j < 32; j++) {
             q[j] = (int8_t)lrintf(fminf(fmaxf(x[j] * id, -127.0f), 127.0f));
-            s += q[j];
+            s[j / 16] += q[j];
         }
         d[b] = db;
-        sum[b] = s;
+        sum[2 * b] = s[0];
+        sum[2 * b + 1] = s[1];
     }
 }
 
 #define SCALAR_MR 2
 #define SCALAR_LANES 8
 
+/* Adds run b's terms to acc in the order every kernel uses; dot[h] is the int32 dot
+ * product over half h (for the forms other than halves, dot[0] is the whole run's). */
+static inline float add_run(float acc, ts_qform form, const int32_t dot[2], const float *f, float d,
+                            const int32_t *sum)
+{
+    acc = fmaf((float)dot[0], f[0] * d, acc);
+    if (form.kind == TS_QFORM_MIN)
+        acc = fmaf(d * (float)(sum[0] + sum[1]), f[1], acc);
+    else if (form.kind == TS_QFORM_HALVES)
+        acc = fmaf((float)dot[1], f[1] * d, acc);
+    return acc;
+}
+
 static void tile_scalar(const ts_qtile *t)
 {
-    int64_t rb = ts_qrun_bytes(SCALAR_LANES, t->has_min);
+    int64_t rb = ts_qrun_bytes(SCALAR_LANES, t->form);
+    int halves = t->form.kind == TS_QFORM_HALVES;
     for (int r = 0; r < t->rows; r++) {
         const int8_t *q = t->q + r * t->runs * 32;
         const float *d = t->d + r * t->runs;
-        const int32_t *sum = t->sum + r * t->runs;
+        const int32_t *sum = t->sum + 2 * r * t->runs;
         for (int c = 0; c < t->cols; c++) {
             int lane = c % SCALAR_LANES;
             const uint8_t *w = t->w + c / SCALAR_LANES * t->panel_bytes;
             float acc = 0.0f;
             for (int64_t b = 0; b < t->runs; b++, w += rb) {
-                int32_t dot = 0;
+                int32_t dot[2] = {0, 0};
                 for (int k = 0; k < 32; k++)
-                    dot += (w[(k / 4 * SCALAR_LANES + lane) * 4 + k % 4] - t->zero) * q[32 * b + k];
-                const float *scale = (const float *)(w + 32 * SCALAR_LANES);
-                acc = fmaf((float)dot, scale[lane] * d[b], acc);
-                if (t->has_min)
-                    acc = fmaf(d[b] * (float)sum[b], scale[SCALAR_LANES + lane], acc);
+                    dot[halves && k >= 16] += (w[(k / 4 * SCALAR_LANES + lane) * 4 + k % 4] - t->form.zero) * q[32 * b + k];
+                const float *f = (const float *)(w + 32 * SCALAR_LANES);
+                float fl[2] = {f[lane], t->form.kind == TS_QFORM_ZERO ? 0.0f : f[SCALAR_LANES + lane]};
+                acc = add_run(acc, t->form, dot, fl, d[b], sum + 2 * b);
             }
             float *out = t->c + r * t->ldc + c;
             *out = t->accumulate ? *out + acc : acc;
@@ -89,15 +104,19 @@ VNNI_TARGET static void quantize_row_avx512(const float *x, int64_t runs, int8_t
         _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(q0));
         _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(q1));
         d[b] = db;
-        sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        sum[2 * b] = _mm512_reduce_add_epi32(q0);
+        sum[2 * b + 1] = _mm512_reduce_add_epi32(q1);
     }
 }
 
-/* 4 rows x 32 columns: 8 int32 sums of the current run and 8 f32 accumulators.  Per
- * group of 4 k, two loads of u feed 8 vpdpbusd with 4 broadcast activations. */
-VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni_body(const ts_qtile *t, const int has_min)
+/* 4 rows x 32 columns: 8 int32 sums of the current run (16 for halves) and 8 f32
+ * accumulators.  Per group of 4 k, two loads of u feed 8 vpdpbusd with 4 broadcast
+ * activations.  `kind` is a constant in each instance. */
+VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni_body(const ts_qtile *t,
+                                                                             const ts_qform_kind kind)
 {
-    const int64_t rb = ts_qrun_bytes(VNNI_LANES, has_min);
+    const int64_t rb = ts_qrun_bytes(VNNI_LANES, t->form);
+    const int halves = kind == TS_QFORM_HALVES;
     const int8_t *q[VNNI_MR];
     const float *d[VNNI_MR];
     const int32_t *sum[VNNI_MR];
@@ -105,38 +124,49 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni_body(con
         int64_t rr = r < t->rows ? r : t->rows - 1;
         q[r] = t->q + rr * t->runs * 32;
         d[r] = t->d + rr * t->runs;
-        sum[r] = t->sum + rr * t->runs;
+        sum[r] = t->sum + 2 * rr * t->runs;
     }
     __m512 acc[VNNI_MR][2];
     for (int r = 0; r < VNNI_MR; r++)
         acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     const uint8_t *w0 = t->w, *w1 = t->w + t->panel_bytes;
     for (int64_t b = 0; b < t->runs; b++, w0 += rb, w1 += rb) {
-        __m512i dot[VNNI_MR][2];
-        for (int r = 0; r < VNNI_MR; r++)
-            dot[r][0] = dot[r][1] = _mm512_set1_epi32(-t->zero * sum[r][b]);
+        __m512i dot[2][VNNI_MR][2]; /* [half][row][panel]; half 1 only for halves */
+        for (int r = 0; r < VNNI_MR; r++) {
+            int32_t s0 = sum[r][2 * b], s1 = sum[r][2 * b + 1];
+            dot[0][r][0] = dot[0][r][1] = _mm512_set1_epi32(-t->form.zero * (halves ? s0 : s0 + s1));
+            dot[1][r][0] = dot[1][r][1] = _mm512_set1_epi32(-t->form.zero * s1);
+        }
         for (int g = 0; g < 8; g++) {
             __m512i u0 = _mm512_loadu_si512(w0 + 64 * g), u1 = _mm512_loadu_si512(w1 + 64 * g);
+            int h = halves && g >= 4;
             for (int r = 0; r < VNNI_MR; r++) {
                 int32_t a4;
                 memcpy(&a4, q[r] + 32 * b + 4 * g, 4);
                 __m512i a = _mm512_set1_epi32(a4);
-                dot[r][0] = _mm512_dpbusd_epi32(dot[r][0], u0, a);
-                dot[r][1] = _mm512_dpbusd_epi32(dot[r][1], u1, a);
+                dot[h][r][0] = _mm512_dpbusd_epi32(dot[h][r][0], u0, a);
+                dot[h][r][1] = _mm512_dpbusd_epi32(dot[h][r][1], u1, a);
             }
         }
-        __m512 s0 = _mm512_loadu_ps((const float *)(w0 + 512)), s1 = _mm512_loadu_ps((const float *)(w1 + 512));
+        const float *f0 = (const float *)(w0 + 32 * VNNI_LANES), *f1 = (const float *)(w1 + 32 * VNNI_LANES);
+        __m512 a0 = _mm512_loadu_ps(f0), a1 = _mm512_loadu_ps(f1);
         for (int r = 0; r < VNNI_MR; r++) {
             __m512 dr = _mm512_set1_ps(d[r][b]);
-            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][0]), _mm512_mul_ps(s0, dr), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][1]), _mm512_mul_ps(s1, dr), acc[r][1]);
+            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[0][r][0]), _mm512_mul_ps(a0, dr), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[0][r][1]), _mm512_mul_ps(a1, dr), acc[r][1]);
         }
-        if (has_min) {
-            __m512 m0 = _mm512_loadu_ps((const float *)(w0 + 576)), m1 = _mm512_loadu_ps((const float *)(w1 + 576));
-            for (int r = 0; r < VNNI_MR; r++) {
-                __m512 e = _mm512_set1_ps(d[r][b] * (float)sum[r][b]);
-                acc[r][0] = _mm512_fmadd_ps(e, m0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(e, m1, acc[r][1]);
+        if (kind == TS_QFORM_ZERO)
+            continue;
+        __m512 b0 = _mm512_loadu_ps(f0 + VNNI_LANES), b1 = _mm512_loadu_ps(f1 + VNNI_LANES);
+        for (int r = 0; r < VNNI_MR; r++) {
+            if (halves) {
+                __m512 dr = _mm512_set1_ps(d[r][b]);
+                acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[1][r][0]), _mm512_mul_ps(b0, dr), acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[1][r][1]), _mm512_mul_ps(b1, dr), acc[r][1]);
+            } else {
+                __m512 e = _mm512_set1_ps(d[r][b] * (float)(sum[r][2 * b] + sum[r][2 * b + 1]));
+                acc[r][0] = _mm512_fmadd_ps(e, b0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(e, b1, acc[r][1]);
             }
         }
     }
@@ -156,10 +186,11 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni_body(con
 
 VNNI_TARGET static void tile_vnni(const ts_qtile *t)
 {
-    if (t->has_min)
-        tile_vnni_body(t, 1);
-    else
-        tile_vnni_body(t, 0);
+    switch (t->form.kind) {
+    case TS_QFORM_ZERO: tile_vnni_body(t, TS_QFORM_ZERO); break;
+    case TS_QFORM_MIN: tile_vnni_body(t, TS_QFORM_MIN); break;
+    case TS_QFORM_HALVES: tile_vnni_body(t, TS_QFORM_HALVES); break;
+    }
 }
 
 #define AVX2_TARGET __attribute__((target("avx2,fma")))
@@ -171,7 +202,8 @@ VNNI_TARGET static void tile_vnni(const ts_qtile *t)
  * each int16 pair sum is at most 2 · 128 · 127 < 32768, so nothing saturates. */
 AVX2_TARGET static void tile_avx2(const ts_qtile *t)
 {
-    const int64_t rb = ts_qrun_bytes(AVX2_LANES, t->has_min);
+    const int64_t rb = ts_qrun_bytes(AVX2_LANES, t->form);
+    const ts_qform_kind kind = t->form.kind;
     const int8_t *q[AVX2_MR];
     const float *d[AVX2_MR];
     const int32_t *sum[AVX2_MR];
@@ -179,41 +211,50 @@ AVX2_TARGET static void tile_avx2(const ts_qtile *t)
         int64_t rr = r < t->rows ? r : t->rows - 1;
         q[r] = t->q + rr * t->runs * 32;
         d[r] = t->d + rr * t->runs;
-        sum[r] = t->sum + rr * t->runs;
+        sum[r] = t->sum + 2 * rr * t->runs;
     }
-    const __m256i zero = _mm256_set1_epi8((char)t->zero), ones = _mm256_set1_epi16(1);
+    const __m256i zero = _mm256_set1_epi8((char)t->form.zero), ones = _mm256_set1_epi16(1);
     __m256 acc[AVX2_MR][2];
     for (int r = 0; r < AVX2_MR; r++)
         acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     const uint8_t *w0 = t->w, *w1 = t->w + t->panel_bytes;
     for (int64_t b = 0; b < t->runs; b++, w0 += rb, w1 += rb) {
-        __m256i dot[AVX2_MR][2];
-        for (int r = 0; r < AVX2_MR; r++)
-            dot[r][0] = dot[r][1] = _mm256_setzero_si256();
+        __m256i dot[2][AVX2_MR][2];
+        for (int h = 0; h < 2; h++)
+            for (int r = 0; r < AVX2_MR; r++)
+                dot[h][r][0] = dot[h][r][1] = _mm256_setzero_si256();
         for (int g = 0; g < 8; g++) {
             __m256i v0 = _mm256_sub_epi8(_mm256_loadu_si256((const __m256i *)(w0 + 32 * g)), zero);
             __m256i v1 = _mm256_sub_epi8(_mm256_loadu_si256((const __m256i *)(w1 + 32 * g)), zero);
             __m256i a0 = _mm256_abs_epi8(v0), a1 = _mm256_abs_epi8(v1);
+            int h = kind == TS_QFORM_HALVES && g >= 4;
             for (int r = 0; r < AVX2_MR; r++) {
                 int32_t a4;
                 memcpy(&a4, q[r] + 32 * b + 4 * g, 4);
                 __m256i x = _mm256_set1_epi32(a4);
                 __m256i p0 = _mm256_maddubs_epi16(a0, _mm256_sign_epi8(x, v0));
                 __m256i p1 = _mm256_maddubs_epi16(a1, _mm256_sign_epi8(x, v1));
-                dot[r][0] = _mm256_add_epi32(dot[r][0], _mm256_madd_epi16(p0, ones));
-                dot[r][1] = _mm256_add_epi32(dot[r][1], _mm256_madd_epi16(p1, ones));
+                dot[h][r][0] = _mm256_add_epi32(dot[h][r][0], _mm256_madd_epi16(p0, ones));
+                dot[h][r][1] = _mm256_add_epi32(dot[h][r][1], _mm256_madd_epi16(p1, ones));
             }
         }
-        __m256 s0 = _mm256_loadu_ps((const float *)(w0 + 256)), s1 = _mm256_loadu_ps((const float *)(w1 + 256));
+        const float *f0 = (const float *)(w0 + 32 * AVX2_LANES), *f1 = (const float *)(w1 + 32 * AVX2_LANES);
+        __m256 s0 = _mm256_loadu_ps(f0), s1 = _mm256_loadu_ps(f1);
         for (int r = 0; r < AVX2_MR; r++) {
             __m256 dr = _mm256_set1_ps(d[r][b]);
-            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][0]), _mm256_mul_ps(s0, dr), acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][1]), _mm256_mul_ps(s1, dr), acc[r][1]);
+            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[0][r][0]), _mm256_mul_ps(s0, dr), acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[0][r][1]), _mm256_mul_ps(s1, dr), acc[r][1]);
         }
-        if (t->has_min) {
-            __m256 m0 = _mm256_loadu_ps((const float *)(w0 + 288)), m1 = _mm256_loadu_ps((const float *)(w1 + 288));
-            for (int r = 0; r < AVX2_MR; r++) {
-                __m256 e = _mm256_set1_ps(d[r][b] * (float)sum[r][b]);
+        if (kind == TS_QFORM_ZERO)
+            continue;
+        __m256 m0 = _mm256_loadu_ps(f0 + AVX2_LANES), m1 = _mm256_loadu_ps(f1 + AVX2_LANES);
+        for (int r = 0; r < AVX2_MR; r++) {
+            if (kind == TS_QFORM_HALVES) {
+                __m256 dr = _mm256_set1_ps(d[r][b]);
+                acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[1][r][0]), _mm256_mul_ps(m0, dr), acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[1][r][1]), _mm256_mul_ps(m1, dr), acc[r][1]);
+            } else {
+                __m256 e = _mm256_set1_ps(d[r][b] * (float)(sum[r][2 * b] + sum[r][2 * b + 1]));
                 acc[r][0] = _mm256_fmadd_ps(e, m0, acc[r][0]);
                 acc[r][1] = _mm256_fmadd_ps(e, m1, acc[r][1]);
             }
