@@ -86,6 +86,18 @@ static void tile_scalar(const ts_qtile *t)
 }
 
 #ifdef TS_X86
+/* Activation pointers of the tile's mr rows; missing rows repeat the last one (their
+ * results are computed and not stored). */
+static inline void tile_rows(const ts_qtile *t, int mr, const int8_t **q, const float **d, const int32_t **sum)
+{
+    for (int r = 0; r < mr; r++) {
+        int64_t rr = r < t->rows ? r : t->rows - 1;
+        q[r] = t->q + rr * t->runs * 32;
+        d[r] = t->d + rr * t->runs;
+        sum[r] = t->sum + 2 * rr * t->runs;
+    }
+}
+
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define VNNI_MR 4
 #define VNNI_LANES 16
@@ -120,12 +132,7 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni_body(con
     const int8_t *q[VNNI_MR];
     const float *d[VNNI_MR];
     const int32_t *sum[VNNI_MR];
-    for (int r = 0; r < VNNI_MR; r++) { /* missing rows repeat the last one, unstored */
-        int64_t rr = r < t->rows ? r : t->rows - 1;
-        q[r] = t->q + rr * t->runs * 32;
-        d[r] = t->d + rr * t->runs;
-        sum[r] = t->sum + 2 * rr * t->runs;
-    }
+    tile_rows(t, VNNI_MR, q, d, sum);
     __m512 acc[VNNI_MR][2];
     for (int r = 0; r < VNNI_MR; r++)
         acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -207,12 +214,7 @@ AVX2_TARGET static void tile_avx2(const ts_qtile *t)
     const int8_t *q[AVX2_MR];
     const float *d[AVX2_MR];
     const int32_t *sum[AVX2_MR];
-    for (int r = 0; r < AVX2_MR; r++) {
-        int64_t rr = r < t->rows ? r : t->rows - 1;
-        q[r] = t->q + rr * t->runs * 32;
-        d[r] = t->d + rr * t->runs;
-        sum[r] = t->sum + 2 * rr * t->runs;
-    }
+    tile_rows(t, AVX2_MR, q, d, sum);
     const __m256i zero = _mm256_set1_epi8((char)t->form.zero), ones = _mm256_set1_epi16(1);
     __m256 acc[AVX2_MR][2];
     for (int r = 0; r < AVX2_MR; r++)
