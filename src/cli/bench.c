@@ -194,7 +194,7 @@ static void bench_gemm(report *r, int64_t m, int64_t k, int64_t n, ts_dtype dtyp
  * the ratio is to the faster of the two. */
 static void bench_quant_gemm(report *r, int64_t m, int64_t k, int64_t n, unsigned *seed)
 {
-    static const ts_dtype types[] = {TS_DTYPE_Q8_0, TS_DTYPE_Q4_0, TS_DTYPE_Q4_K};
+    static const ts_dtype types[] = {TS_DTYPE_Q8_0, TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_Q6_K};
     gemm_ctx g = {m, n, k, bench_random_floats((size_t)(m * k), seed), random_weight(TS_DTYPE_F32, n, k, seed),
                   bench_random_floats((size_t)(m * n), seed)};
     double gflop = 2e-9 * (double)m * (double)n * (double)k, budget = gflop > 50 ? 2.0 : 1.0;
@@ -372,7 +372,7 @@ static void ops_usage(FILE *f)
                "GEMM, conv2d and attention kernels at Stable-Diffusion-like shapes, as GFLOP/s and\n"
                "as a fraction of this machine's measured sgemm peak.\n\n"
                "--threads N   worker threads (default: all cores)\n--json        one JSON object instead of a table\n"
-               "--quant       only the peak and the quantised-weight GEMMs (Q8_0, Q4_0, Q4_K against f32)\n");
+               "--quant       only the peak and the quantised-weight GEMMs (Q8_0, Q4_0, Q4_K, Q6_K against f32)\n");
 }
 
 static int bench_ops(int argc, char **argv)
