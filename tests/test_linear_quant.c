@@ -221,4 +221,30 @@ static void test_large(void)
     check_case(7, 9, 1100, 4096, 1);
 }
 
-TEST_MAIN(TEST(test_activation_quantiser), TEST(test_block_types), TEST(test_large))
+/* Row strides of A and C wider than K and N: the same bits as the packed case, and C's
+ * padding untouched. */
+static void test_strides(void)
+{
+    enum { M = 9, N = 45, K = 256, LDA = K + 5, LDC = N + 3 };
+    qcase c = make_case(5, M, N, K, 31);
+    run_linear(&c, 1, c.want);
+    float *a = malloc(sizeof(float) * M * LDA), *out = malloc(sizeof(float) * M * LDC);
+    for (int i = 0; i < M * LDA; i++)
+        a[i] = NAN;
+    for (int i = 0; i < M * LDC; i++)
+        out[i] = -1.0f;
+    for (int m = 0; m < M; m++)
+        memcpy(a + m * LDA, c.a + m * K, K * sizeof(float));
+    ts_weight W = {.dtype = c.type, .ndim = 2, .shape = {N, K}, .data = c.blocks};
+    ts_weight B = {.dtype = TS_DTYPE_F32, .ndim = 1, .shape = {N}, .data = c.bias};
+    ts_linear(a, LDA, M, &W, &B, out, LDC);
+    int same = 1;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < LDC; n++)
+            same &= n < N ? !memcmp(&out[m * LDC + n], &c.want[m * N + n], sizeof(float)) : out[m * LDC + n] == -1.0f;
+    CHECK(same);
+    free(a), free(out);
+    free_case(&c);
+}
+
+TEST_MAIN(TEST(test_activation_quantiser), TEST(test_block_types), TEST(test_large), TEST(test_strides))
