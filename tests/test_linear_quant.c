@@ -176,7 +176,8 @@ static void check_against_reference(const qcase *c, int with_bias, const float *
 /* Every kernel and thread count on one case; all must give the portable kernel's bits. */
 static void check_case(int type_index, int64_t M, int64_t N, int64_t K, int with_bias)
 {
-    qcase c = make_case(type_index, M, N, K, 0x9e3779b97f4a7c15ull ^ (unsigned long long)(type_index * 131 + N * 7 + M));
+    unsigned long long seed = 0x9e3779b97f4a7c15ull ^ (unsigned long long)(type_index * 131 + N * 7 + M);
+    qcase c = make_case(type_index, M, N, K, seed);
     float *got = malloc((size_t)(M * N) * sizeof *got);
     for (int i = 0; i < KERNEL_COUNT; i++) {
         if (!select_kernel(kernels[i]))

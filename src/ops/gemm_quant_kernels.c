@@ -73,8 +73,10 @@ static void tile_scalar(const ts_qtile *t)
             float acc = 0.0f;
             for (int64_t b = 0; b < t->runs; b++, w += rb) {
                 int32_t dot[2] = {0, 0};
-                for (int k = 0; k < 32; k++)
-                    dot[halves && k >= 16] += (w[(k / 4 * SCALAR_LANES + lane) * 4 + k % 4] - t->form.zero) * q[32 * b + k];
+                for (int k = 0; k < 32; k++) {
+                    int u = w[(k / 4 * SCALAR_LANES + lane) * 4 + k % 4];
+                    dot[halves && k >= 16] += (u - t->form.zero) * q[32 * b + k];
+                }
                 const float *f = (const float *)(w + 32 * SCALAR_LANES);
                 float fl[2] = {f[lane], t->form.kind == TS_QFORM_ZERO ? 0.0f : f[SCALAR_LANES + lane]};
                 acc = add_run(acc, t->form, dot, fl, d[b], sum + 2 * b);
