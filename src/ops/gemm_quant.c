@@ -61,12 +61,12 @@ static void pack_panel(const qjob *j, int64_t p)
     uint8_t *dst = j->packed + p * j->panel_bytes;
     for (int lane = 0; lane < lanes; lane++) {
         int64_t n = j->n0 + p * lanes + lane;
-        const uint8_t *row = (const uint8_t *)j->W->data + n * j->row_bytes;
+        const uint8_t *row = n < j->N ? (const uint8_t *)j->W->data + n * j->row_bytes : NULL;
         uint8_t *run = dst;
         for (int64_t b = 0; b < j->runs; b++, run += rb) {
             uint8_t u[32] = {0};
             float f[2] = {0.0f, 0.0f};
-            if (n < j->N)
+            if (row)
                 ts_quant_unpack32(j->W->dtype, row + b / j->runs_per_block * block_bytes, (int)(b % j->runs_per_block),
                                   u, f);
             for (int g = 0; g < 8; g++)
