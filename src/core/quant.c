@@ -85,10 +85,10 @@ int ts_quant_int_form(ts_dtype t, ts_qform *form)
     static const struct {
         ts_dtype t;
         ts_qform form;
-    } forms[] = {{TS_DTYPE_Q8_0, {TS_QFORM_ZERO, 128}}, {TS_DTYPE_Q4_0, {TS_QFORM_ZERO, 8}},
-                 {TS_DTYPE_Q5_0, {TS_QFORM_ZERO, 16}},  {TS_DTYPE_Q4_1, {TS_QFORM_MIN, 0}},
-                 {TS_DTYPE_Q5_1, {TS_QFORM_MIN, 0}},    {TS_DTYPE_Q4_K, {TS_QFORM_MIN, 0}},
-                 {TS_DTYPE_Q5_K, {TS_QFORM_MIN, 0}},    {TS_DTYPE_Q6_K, {TS_QFORM_HALVES, 32}}};
+    } forms[] = {{TS_DTYPE_Q8_0, {TS_QFORM_ZERO, 128, 255}}, {TS_DTYPE_Q4_0, {TS_QFORM_ZERO, 8, 15}},
+                 {TS_DTYPE_Q5_0, {TS_QFORM_ZERO, 16, 31}},   {TS_DTYPE_Q4_1, {TS_QFORM_MIN, 0, 15}},
+                 {TS_DTYPE_Q5_1, {TS_QFORM_MIN, 0, 31}},     {TS_DTYPE_Q4_K, {TS_QFORM_MIN, 0, 15}},
+                 {TS_DTYPE_Q5_K, {TS_QFORM_MIN, 0, 31}},     {TS_DTYPE_Q6_K, {TS_QFORM_HALVES, 32, 63}}};
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
         if (forms[i].t == t) {
             *form = forms[i].form;

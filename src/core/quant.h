@@ -47,6 +47,7 @@ typedef enum { TS_QFORM_ZERO, TS_QFORM_MIN, TS_QFORM_HALVES } ts_qform_kind;
 typedef struct {
     ts_qform_kind kind;
     int zero;
+    int max_u; /* the largest u the type can hold: 255, 63, 31 or 15 */
 } ts_qform;
 
 /* Returns 0 for a type without an integer form (the element types). */

@@ -206,13 +206,22 @@ VNNI_TARGET static void tile_vnni(const ts_qtile *t)
 #define AVX2_MR 2
 #define AVX2_LANES 8
 
-/* 2 rows x 16 columns.  u − z is taken back to int8 (wrapping is exact: it lies in
- * [-128, 127]), and pmaddubsw multiplies |u − z| by q carrying the sign of u − z:
- * each int16 pair sum is at most 2 · 128 · 127 < 32768, so nothing saturates. */
-AVX2_TARGET static void tile_avx2(const ts_qtile *t)
+/* 2 rows x 16 columns on pmaddubsw (unsigned x signed bytes, pairs summed to int16 with
+ * saturation) and pmaddwd (int16 pairs to int32).  Types whose u is small enough
+ * (2 · max_u · 127 < 32768: all but Q8_0) multiply u itself, −z·Σq seeding the int32
+ * sum as on VNNI, and sum `group` pmaddubsw results in int16 before widening (8 for
+ * 4-bit u, 4 for 5-bit, 2 for 6-bit: never past 32767).  Q8_0 (`sign`) takes u − z
+ * back to int8 (exact: it lies in [-128, 127]) and multiplies |u − z| by q carrying
+ * its sign: each pair sum is at most 2 · 128 · 127, widened at once.  `kind` and
+ * `sign` are constants in each instance. */
+AVX2_TARGET static inline __attribute__((always_inline)) void tile_avx2_body(const ts_qtile *t,
+                                                                             const ts_qform_kind kind, const int sign)
 {
     const int64_t rb = ts_qrun_bytes(AVX2_LANES, t->form);
-    const ts_qform_kind kind = t->form.kind;
+    const int halves = kind == TS_QFORM_HALVES;
+    int group = 1;
+    while (!sign && group < (halves ? 4 : 8) && 2 * group * 2 * 127 * t->form.max_u <= 32767)
+        group *= 2;
     const int8_t *q[AVX2_MR];
     const float *d[AVX2_MR];
     const int32_t *sum[AVX2_MR];
@@ -224,22 +233,35 @@ AVX2_TARGET static void tile_avx2(const ts_qtile *t)
     const uint8_t *w0 = t->w, *w1 = t->w + t->panel_bytes;
     for (int64_t b = 0; b < t->runs; b++, w0 += rb, w1 += rb) {
         __m256i dot[2][AVX2_MR][2];
-        for (int h = 0; h < 2; h++)
+        for (int r = 0; r < AVX2_MR; r++) {
+            int32_t s0 = sum[r][2 * b], s1 = sum[r][2 * b + 1], z = sign ? 0 : t->form.zero;
+            dot[0][r][0] = dot[0][r][1] = _mm256_set1_epi32(-z * (halves ? s0 : s0 + s1));
+            dot[1][r][0] = dot[1][r][1] = _mm256_set1_epi32(-z * s1);
+        }
+        for (int g0 = 0; g0 < 8; g0 += group) {
+            __m256i p[AVX2_MR][2];
             for (int r = 0; r < AVX2_MR; r++)
-                dot[h][r][0] = dot[h][r][1] = _mm256_setzero_si256();
-        for (int g = 0; g < 8; g++) {
-            __m256i v0 = _mm256_sub_epi8(_mm256_loadu_si256((const __m256i *)(w0 + 32 * g)), zero);
-            __m256i v1 = _mm256_sub_epi8(_mm256_loadu_si256((const __m256i *)(w1 + 32 * g)), zero);
-            __m256i a0 = _mm256_abs_epi8(v0), a1 = _mm256_abs_epi8(v1);
-            int h = kind == TS_QFORM_HALVES && g >= 4;
+                p[r][0] = p[r][1] = _mm256_setzero_si256();
+            for (int g = g0; g < g0 + group; g++) {
+                __m256i v0 = _mm256_loadu_si256((const __m256i *)(w0 + 32 * g));
+                __m256i v1 = _mm256_loadu_si256((const __m256i *)(w1 + 32 * g));
+                if (sign) {
+                    v0 = _mm256_sub_epi8(v0, zero);
+                    v1 = _mm256_sub_epi8(v1, zero);
+                }
+                __m256i a0 = sign ? _mm256_abs_epi8(v0) : v0, a1 = sign ? _mm256_abs_epi8(v1) : v1;
+                for (int r = 0; r < AVX2_MR; r++) {
+                    int32_t a4;
+                    memcpy(&a4, q[r] + 32 * b + 4 * g, 4);
+                    __m256i x = _mm256_set1_epi32(a4);
+                    p[r][0] = _mm256_add_epi16(p[r][0], _mm256_maddubs_epi16(a0, sign ? _mm256_sign_epi8(x, v0) : x));
+                    p[r][1] = _mm256_add_epi16(p[r][1], _mm256_maddubs_epi16(a1, sign ? _mm256_sign_epi8(x, v1) : x));
+                }
+            }
+            int h = halves && g0 >= 4;
             for (int r = 0; r < AVX2_MR; r++) {
-                int32_t a4;
-                memcpy(&a4, q[r] + 32 * b + 4 * g, 4);
-                __m256i x = _mm256_set1_epi32(a4);
-                __m256i p0 = _mm256_maddubs_epi16(a0, _mm256_sign_epi8(x, v0));
-                __m256i p1 = _mm256_maddubs_epi16(a1, _mm256_sign_epi8(x, v1));
-                dot[h][r][0] = _mm256_add_epi32(dot[h][r][0], _mm256_madd_epi16(p0, ones));
-                dot[h][r][1] = _mm256_add_epi32(dot[h][r][1], _mm256_madd_epi16(p1, ones));
+                dot[h][r][0] = _mm256_add_epi32(dot[h][r][0], _mm256_madd_epi16(p[r][0], ones));
+                dot[h][r][1] = _mm256_add_epi32(dot[h][r][1], _mm256_madd_epi16(p[r][1], ones));
             }
         }
         const float *f0 = (const float *)(w0 + 32 * AVX2_LANES), *f1 = (const float *)(w1 + 32 * AVX2_LANES);
@@ -253,7 +275,7 @@ AVX2_TARGET static void tile_avx2(const ts_qtile *t)
             continue;
         __m256 m0 = _mm256_loadu_ps(f0 + AVX2_LANES), m1 = _mm256_loadu_ps(f1 + AVX2_LANES);
         for (int r = 0; r < AVX2_MR; r++) {
-            if (kind == TS_QFORM_HALVES) {
+            if (halves) {
                 __m256 dr = _mm256_set1_ps(d[r][b]);
                 acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[1][r][0]), _mm256_mul_ps(m0, dr), acc[r][0]);
                 acc[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[1][r][1]), _mm256_mul_ps(m1, dr), acc[r][1]);
@@ -276,6 +298,20 @@ AVX2_TARGET static void tile_avx2(const ts_qtile *t)
                 v = _mm256_add_ps(_mm256_maskload_ps(c, mask), v);
             _mm256_maskstore_ps(c, mask, v);
         }
+}
+
+AVX2_TARGET static void tile_avx2(const ts_qtile *t)
+{
+    switch (t->form.kind) {
+    case TS_QFORM_ZERO:
+        if (2 * 127 * t->form.max_u > 32767)
+            tile_avx2_body(t, TS_QFORM_ZERO, 1);
+        else
+            tile_avx2_body(t, TS_QFORM_ZERO, 0);
+        break;
+    case TS_QFORM_MIN: tile_avx2_body(t, TS_QFORM_MIN, 0); break;
+    case TS_QFORM_HALVES: tile_avx2_body(t, TS_QFORM_HALVES, 0); break;
+    }
 }
 #endif
 
