@@ -13,8 +13,7 @@
  * so the only rounding beyond the activation quantisation is the f32 accumulation
  * of one or two such terms per run.  The int8 products run on AVX-512 VNNI
  * (vpdpbusd: u is the unsigned operand, q the signed one, and −z·Σq seeds the int32
- * sum), on AVX2 (pmaddubsw on |u − z| and q signed alike, which cannot saturate), or
- * in portable C.
+ * sum), on AVX2 (pmaddubsw, arranged so that it never saturates), or in portable C.
  *
  * Packed weights: panels of `lanes` output columns; per run, the u bytes as 8 groups
  * of [lanes][4] (4 consecutive k of one column are one int32 lane), then `lanes`
