@@ -1,7 +1,7 @@
 /*
- * ggml block formats (see quant.h for the layouts).  Plain scalar code, one block at
- * a time: the kernels that care about speed read the blocks themselves; this is the
- * definition they are tested against and the path of the generic row widening.
+ * ggml block formats (see quant.h for the layouts).  Plain scalar code, one run of 32
+ * at a time: every block type is decoded only here, into its integer form, which both
+ * the dequantiser and the integer GEMM's weight packer (ops/gemm_quant.c) build on.
  * Fields are read byte by byte, because blocks of 18, 22 or 210 bytes leave their
  * scales at any address.
  */

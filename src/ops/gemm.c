@@ -9,7 +9,8 @@
  * small (conv weights, attention blocks, text tokens), at the cost of re-packing A
  * once per slice, which is cheap next to the mc · kc · slice FMAs it feeds.  When
  * all of M fits one A block, a second loop nest (run_small_m) keeps B in L2 instead.
- * Products of two f32 matrices go to OpenBLAS (blas_sgemm), measured faster on them.
+ * Products of two f32 matrices go to OpenBLAS (blas_sgemm), measured faster on them;
+ * block-quantised weights go to the integer kernels (gemm_quant.c).
  */
 #include "ops/gemm.h"
 
