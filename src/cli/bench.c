@@ -18,11 +18,14 @@
 #include "core/threads.h"
 #include "ops/attention.h"
 #include "ops/conv.h"
+#include "core/quant.h"
 #include "ops/gemm.h"
+#include "ops/gemm_quant.h"
 
 typedef struct {
     int threads;
     int json;
+    int quant_only; /* --quant: the peak and the quantised-weight cases only */
 } bench_opts;
 
 typedef struct {
@@ -51,20 +54,23 @@ static timing best_time(bench_fn fn, void *ctx, int max_reps, double budget)
     return best;
 }
 
-/* A weight [n, k] stored in dtype, from random f32 values. */
+/* A weight [n, k] stored in dtype (f32, f16, bf16 or a block type with a quantiser),
+ * from random f32 values. */
 static ts_weight random_weight(ts_dtype dtype, int64_t n, int64_t k, unsigned *seed)
 {
     float *f = bench_random_floats((size_t)(n * k), seed);
     ts_weight w = {.dtype = dtype, .ndim = 2, .shape = {n, k}, .data = f};
-    if (dtype != TS_DTYPE_F32) {
-        uint16_t *h = malloc((size_t)(n * k) * 2);
-        if (dtype == TS_DTYPE_F16)
-            ts_f32_to_f16_n(f, h, (size_t)(n * k));
-        else
-            ts_f32_to_bf16_n(f, h, (size_t)(n * k));
-        free(f);
-        w.data = h;
-    }
+    if (dtype == TS_DTYPE_F32)
+        return w;
+    void *p = malloc(ts_dtype_bytes(dtype, (uint64_t)(n * k)));
+    if (dtype == TS_DTYPE_F16)
+        ts_f32_to_f16_n(f, p, (size_t)(n * k));
+    else if (dtype == TS_DTYPE_BF16)
+        ts_f32_to_bf16_n(f, p, (size_t)(n * k));
+    else
+        ts_quantize(dtype, f, p, (size_t)(n * k));
+    free(f);
+    w.data = p;
     return w;
 }
 
@@ -137,6 +143,7 @@ typedef struct {
     char label[96];
     double gflop;
     timing own, blas; /* blas.wall < 0 when not measured */
+    double vs_f32;    /* quantised cases: f32 ts_linear's cpu time over ours; 0 otherwise */
 } result;
 
 typedef struct {
@@ -148,18 +155,21 @@ typedef struct {
 
 static const timing not_measured = {-1.0, -1.0};
 
-static void add_row(report *r, const char *label, double gflop, timing own, timing blas)
+static void add_row(report *r, const char *label, double gflop, timing own, timing blas, double vs_f32)
 {
     result *row = &r->rows[r->n++];
     snprintf(row->label, sizeof row->label, "%s", label);
     row->gflop = gflop;
     row->own = own;
     row->blas = blas;
+    row->vs_f32 = vs_f32;
     if (!r->opt->json) {
         printf("%-36s %9.2f %7.1f %7.1f %5.0f%%", label, own.wall * 1e3, gflop / own.wall, gflop / own.cpu,
                100.0 * gflop / own.cpu / r->peak);
         if (blas.wall > 0)
             printf(" %8.1f %8.1f", gflop / blas.wall, gflop / blas.cpu);
+        if (vs_f32 > 0)
+            printf(" %8.2fx f32", vs_f32);
         printf("\n");
         fflush(stdout);
     }
@@ -175,7 +185,32 @@ static void bench_gemm(report *r, int64_t m, int64_t k, int64_t n, ts_dtype dtyp
     char label[96];
     snprintf(label, sizeof label, "linear M=%lld K=%lld N=%lld %s", (long long)m, (long long)k, (long long)n,
              ts_dtype_name(dtype));
-    add_row(r, label, gflop, own, blas);
+    add_row(r, label, gflop, own, blas, 0.0);
+    free_gemm(&g);
+}
+
+/* Quantised weights through the integer kernels (gemm_quant.h) against the same
+ * product with the f32 weight, by our kernel and by OpenBLAS as ts_linear calls it;
+ * the ratio is to the faster of the two. */
+static void bench_quant_gemm(report *r, int64_t m, int64_t k, int64_t n, unsigned *seed)
+{
+    static const ts_dtype types[] = {TS_DTYPE_Q8_0, TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_Q6_K};
+    gemm_ctx g = {m, n, k, bench_random_floats((size_t)(m * k), seed), random_weight(TS_DTYPE_F32, n, k, seed),
+                  bench_random_floats((size_t)(m * n), seed)};
+    double gflop = 2e-9 * (double)m * (double)n * (double)k, budget = gflop > 50 ? 2.0 : 1.0;
+    timing own = best_time(run_linear, &g, 10, budget), blas = best_time(run_linear_auto, &g, 10, budget);
+    double f32_cpu = own.cpu < blas.cpu ? own.cpu : blas.cpu;
+    char label[96];
+    snprintf(label, sizeof label, "linear M=%lld K=%lld N=%lld F32", (long long)m, (long long)k, (long long)n);
+    add_row(r, label, gflop, own, blas, 0.0);
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        free((void *)g.w.data);
+        g.w = random_weight(types[i], n, k, seed);
+        own = best_time(run_linear, &g, 10, budget);
+        snprintf(label, sizeof label, "linear M=%lld K=%lld N=%lld %s", (long long)m, (long long)k, (long long)n,
+                 ts_dtype_name(types[i]));
+        add_row(r, label, gflop, own, not_measured, f32_cpu / own.cpu);
+    }
     free_gemm(&g);
 }
 
@@ -193,7 +228,7 @@ static void bench_conv(report *r, int64_t c, int64_t o, int64_t h, int64_t w, ts
     char label[96];
     snprintf(label, sizeof label, "conv3x3 %lld->%lld %lldx%lld %s", (long long)c, (long long)o, (long long)h,
              (long long)w, ts_dtype_name(dtype));
-    add_row(r, label, gflop, own, not_measured);
+    add_row(r, label, gflop, own, not_measured, 0.0);
     free(cc.x.data);
     free(cc.y.data);
     free((void *)cc.w.data);
@@ -213,7 +248,7 @@ static void bench_attention(report *r, int64_t heads, int64_t t, int64_t dh, uns
     char label[96];
     snprintf(label, sizeof label, "attention T=%lld heads=%lld dh=%lld", (long long)t, (long long)heads,
              (long long)dh);
-    add_row(r, label, gflop, own, not_measured);
+    add_row(r, label, gflop, own, not_measured, 0.0);
     free((void *)a.q);
     free((void *)a.k);
     free((void *)a.v);
@@ -251,6 +286,24 @@ static void measure_scaling(const bench_opts *opt, unsigned *seed, timing *one, 
     free_gemm(&g);
 }
 
+/* The f32, f16 and bf16 weight cases, convolutions and attention. */
+static void bench_float_cases(report *r, unsigned *seed)
+{
+    static const int64_t gemms[][3] = {{4096, 320, 320}, {4096, 320, 1280}, {4096, 1280, 320}, {1024, 640, 640},
+                                       {154, 768, 768},  {154, 768, 3072}};
+    for (size_t i = 0; i < sizeof gemms / sizeof gemms[0]; i++)
+        bench_gemm(r, gemms[i][0], gemms[i][1], gemms[i][2], TS_DTYPE_F32, 1, seed);
+    bench_gemm(r, 4096, 320, 1280, TS_DTYPE_F16, 0, seed);
+    bench_gemm(r, 4096, 320, 1280, TS_DTYPE_BF16, 0, seed);
+    bench_gemm(r, 154, 768, 3072, TS_DTYPE_F16, 0, seed);
+    bench_conv(r, 320, 320, 64, 64, TS_DTYPE_F32, seed);
+    bench_conv(r, 320, 320, 64, 64, TS_DTYPE_F16, seed);
+    bench_conv(r, 512, 512, 64, 64, TS_DTYPE_F32, seed);
+    bench_conv(r, 128, 128, 512, 512, TS_DTYPE_F32, seed);
+    bench_attention(r, 8, 4096, 40, seed);
+    bench_attention(r, 1, 4096, 512, seed);
+}
+
 static int bench_ops_run(const bench_opts *opt)
 {
     report r = {.opt = opt};
@@ -272,21 +325,17 @@ static int bench_ops_run(const bench_opts *opt)
                one.wall * 1e3, opt->threads, many.wall * 1e3, one.wall / many.wall, one.cpu / many.cpu);
         printf("columns: our kernel's wall ms, wall GFLOP/s, cpu GFLOP/s, cpu %% of peak; then OpenBLAS as ts_linear\n"
                "calls it by default (f32 weights only: single-threaded per pool thread), wall and cpu GFLOP/s\n\n");
+        printf("quantised weights: integer kernel %s; \"x f32\" = the faster cpu time of the f32 weight (our kernel\n"
+               "or OpenBLAS) over the quantised one's, same shape, same run\n\n",
+               ts_qgemm_kernel()->name);
         printf("%-36s %9s %7s %7s %6s %8s %8s\n", "case", "ms", "GFLOP/s", "cpu", "%peak", "OpenBLAS", "cpu");
     }
-    static const int64_t gemms[][3] = {{4096, 320, 320}, {4096, 320, 1280}, {4096, 1280, 320}, {1024, 640, 640},
-                                       {154, 768, 768},  {154, 768, 3072}};
-    for (size_t i = 0; i < sizeof gemms / sizeof gemms[0]; i++)
-        bench_gemm(&r, gemms[i][0], gemms[i][1], gemms[i][2], TS_DTYPE_F32, 1, &seed);
-    bench_gemm(&r, 4096, 320, 1280, TS_DTYPE_F16, 0, &seed);
-    bench_gemm(&r, 4096, 320, 1280, TS_DTYPE_BF16, 0, &seed);
-    bench_gemm(&r, 154, 768, 3072, TS_DTYPE_F16, 0, &seed);
-    bench_conv(&r, 320, 320, 64, 64, TS_DTYPE_F32, &seed);
-    bench_conv(&r, 320, 320, 64, 64, TS_DTYPE_F16, &seed);
-    bench_conv(&r, 512, 512, 64, 64, TS_DTYPE_F32, &seed);
-    bench_conv(&r, 128, 128, 512, 512, TS_DTYPE_F32, &seed);
-    bench_attention(&r, 8, 4096, 40, &seed);
-    bench_attention(&r, 1, 4096, 512, &seed);
+    if (!opt->quant_only)
+        bench_float_cases(&r, &seed);
+    static const int64_t quant[][3] = {{4096, 320, 320},   {4096, 320, 1280},  {4096, 640, 640}, {4096, 640, 2560},
+                                       {4096, 1280, 1280}, {4096, 1280, 5120}, {8192, 3072, 3072}};
+    for (size_t i = 0; i < sizeof quant / sizeof quant[0]; i++)
+        bench_quant_gemm(&r, quant[i][0], quant[i][1], quant[i][2], &seed);
 
     if (opt->json) {
         printf("{\"suite\": \"ops\", \"threads\": %d, \"kernel\": \"%s\", \"openblas_core\": \"%s\", "
@@ -308,6 +357,8 @@ static int bench_ops_run(const bench_opts *opt)
             if (x->blas.wall > 0)
                 printf(", \"openblas_gflops\": %.2f, \"openblas_cpu_gflops\": %.2f", x->gflop / x->blas.wall,
                        x->gflop / x->blas.cpu);
+            if (x->vs_f32 > 0)
+                printf(", \"vs_f32_cpu\": %.3f", x->vs_f32);
             printf("}%s\n", i + 1 < r.n ? "," : "");
         }
         printf(" ]}\n");
@@ -317,21 +368,24 @@ static int bench_ops_run(const bench_opts *opt)
 
 static void ops_usage(FILE *f)
 {
-    fprintf(f, "usage: tessera bench ops [--threads N] [--json]\n\n"
+    fprintf(f, "usage: tessera bench ops [--threads N] [--json] [--quant]\n\n"
                "GEMM, conv2d and attention kernels at Stable-Diffusion-like shapes, as GFLOP/s and\n"
                "as a fraction of this machine's measured sgemm peak.\n\n"
-               "--threads N   worker threads (default: all cores)\n--json        one JSON object instead of a table\n");
+               "--threads N   worker threads (default: all cores)\n--json        one JSON object instead of a table\n"
+               "--quant       only the peak and the quantised-weight GEMMs (Q8_0, Q4_0, Q4_K, Q6_K against f32)\n");
 }
 
 static int bench_ops(int argc, char **argv)
 {
-    bench_opts opt = {0, 0};
+    bench_opts opt = {0, 0, 0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             ops_usage(stdout);
             return 0;
         } else if (strcmp(argv[i], "--json") == 0) {
             opt.json = 1;
+        } else if (strcmp(argv[i], "--quant") == 0) {
+            opt.quant_only = 1;
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             char *end;
             long n = strtol(argv[++i], &end, 10);

@@ -1,7 +1,7 @@
 /*
- * ggml block formats (see quant.h for the layouts).  Plain scalar code, one block at
- * a time: the kernels that care about speed read the blocks themselves; this is the
- * definition they are tested against and the path of the generic row widening.
+ * ggml block formats (see quant.h for the layouts).  Plain scalar code, one run of 32
+ * at a time: every block type is decoded only here, into its integer form, which both
+ * the dequantiser and the integer GEMM's weight packer (ops/gemm_quant.c) build on.
  * Fields are read byte by byte, because blocks of 18, 22 or 210 bytes leave their
  * scales at any address.
  */
@@ -24,40 +24,17 @@ static uint32_t rd_u32(const unsigned char *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* ---- 32-weight blocks ---------------------------------------------------------- */
+/* ---- the integer form of 32-weight runs ---------------------------------------- */
 
-static void deq_q8_0(const unsigned char *b, float *y)
-{
-    float d = rd_f16(b);
-    for (int j = 0; j < 32; j++)
-        y[j] = d * (float)(int8_t)b[2 + j];
-}
-
-/* Q4_0, Q4_1, Q5_0 and Q5_1 differ only in the optional min, the optional 5th bits
- * and the offset subtracted when there is no min. */
-static void deq_nibbles(const unsigned char *qs, uint32_t qh, int has_high, float d, float m, int offset, float *y)
+/* Q4_0, Q4_1, Q5_0 and Q5_1 differ only in the optional min and the optional 5th bits
+ * (qh is 0 for the types without). */
+static void unpack_nibbles(const unsigned char *qs, uint32_t qh, uint8_t *u)
 {
     for (int j = 0; j < 16; j++) {
-        int lo = qs[j] & 0xF, hi = qs[j] >> 4;
-        if (has_high) {
-            lo |= (int)((qh >> j) & 1) << 4;
-            hi |= (int)((qh >> (j + 16)) & 1) << 4;
-        }
-        y[j] = (float)(lo - offset) * d + m;
-        y[j + 16] = (float)(hi - offset) * d + m;
+        u[j] = (uint8_t)((qs[j] & 0xF) | ((qh >> j) & 1) << 4);
+        u[j + 16] = (uint8_t)((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
     }
 }
-
-static void deq_q4_0(const unsigned char *b, float *y) { deq_nibbles(b + 2, 0, 0, rd_f16(b), 0.0f, 8, y); }
-static void deq_q4_1(const unsigned char *b, float *y) { deq_nibbles(b + 4, 0, 0, rd_f16(b), rd_f16(b + 2), 0, y); }
-static void deq_q5_0(const unsigned char *b, float *y) { deq_nibbles(b + 6, rd_u32(b + 2), 1, rd_f16(b), 0.0f, 16, y); }
-
-static void deq_q5_1(const unsigned char *b, float *y)
-{
-    deq_nibbles(b + 8, rd_u32(b + 4), 1, rd_f16(b), rd_f16(b + 2), 0, y);
-}
-
-/* ---- 256-weight K blocks ------------------------------------------------------- */
 
 /* Scale and min of sub-block j (0..7) from the 12 packed bytes: the first four pairs
  * are the low 6 bits of bytes j and j+4; the last four keep their low nibbles in
@@ -75,64 +52,107 @@ static void k_scale_min(const unsigned char *s, int j, int *sc, int *m)
 
 /* Q4_K and Q5_K: four chunks of 64 weights, each the low then high nibbles of 32 bytes
  * (sub-blocks 2c and 2c+1); Q5_K's 5th bit of weight l of sub-block s is bit s of qh[l]. */
-static void deq_k_4_5(const unsigned char *b, const unsigned char *qh, const unsigned char *qs, float *y)
+static void unpack_k_4_5(const unsigned char *b, const unsigned char *qh, const unsigned char *qs, int s, uint8_t *u,
+                         float *f)
 {
-    float d = rd_f16(b), dmin = rd_f16(b + 2);
-    for (int c = 0; c < 4; c++, qs += 32, y += 64)
-        for (int half = 0; half < 2; half++) {
-            int s = 2 * c + half, sc, m;
-            k_scale_min(b + 4, s, &sc, &m);
-            float d1 = d * (float)sc, m1 = dmin * (float)m;
-            for (int l = 0; l < 32; l++) {
-                int q = half ? qs[l] >> 4 : qs[l] & 0xF;
-                if (qh)
-                    q += (qh[l] >> s & 1) << 4;
-                y[32 * half + l] = d1 * (float)q - m1;
-            }
-        }
+    int sc, m, half = s & 1;
+    k_scale_min(b + 4, s, &sc, &m);
+    f[0] = rd_f16(b) * (float)sc;
+    f[1] = -(rd_f16(b + 2) * (float)m);
+    qs += 32 * (s / 2);
+    for (int l = 0; l < 32; l++)
+        u[l] = (uint8_t)((half ? qs[l] >> 4 : qs[l] & 0xF) | (qh ? (qh[l] >> s & 1) << 4 : 0));
 }
 
-static void deq_q4_k(const unsigned char *b, float *y) { deq_k_4_5(b, NULL, b + 16, y); }
-static void deq_q5_k(const unsigned char *b, float *y) { deq_k_4_5(b, b + 16, b + 48, y); }
-
-/* Q6_K: two halves of 128 weights; in a half, weight l + 32 i (i = 0..3) takes its low
- * 4 bits from ql[l + 32 (i & 1)] (low nibble for i < 2, high otherwise) and its top 2
- * bits from bits 2i..2i+1 of qh[l]; sub-block scales cover 16 weights each. */
-static void deq_q6_k(const unsigned char *b, float *y)
+/* Q6_K: two halves of 128 weights; in a half, weight l + 32 i (i = 0..3, run 4h + i)
+ * takes its low 4 bits from ql[l + 32 (i & 1)] (low nibble for i < 2, high otherwise)
+ * and its top 2 bits from bits 2i..2i+1 of qh[l]; int8 sub-block scales cover 16
+ * weights each, so a run has two. */
+static void unpack_q6_k(const unsigned char *b, int s, uint8_t *u, float *f)
 {
-    const unsigned char *ql = b, *qh = b + 128;
-    const int8_t *sc = (const int8_t *)(b + 192);
+    int h = s / 4, i = s % 4;
+    const unsigned char *ql = b + 64 * h + 32 * (i & 1), *qh = b + 128 + 32 * h;
+    const int8_t *sc = (const int8_t *)(b + 192 + 8 * h);
     float d = rd_f16(b + 208);
-    for (int h = 0; h < 2; h++, ql += 64, qh += 32, sc += 8, y += 128)
-        for (int i = 0; i < 4; i++)
-            for (int l = 0; l < 32; l++) {
-                int lo = i < 2 ? ql[l + 32 * (i & 1)] & 0xF : ql[l + 32 * (i & 1)] >> 4;
-                int q = (lo | ((qh[l] >> (2 * i)) & 3) << 4) - 32;
-                y[32 * i + l] = d * (float)sc[(32 * i + l) / 16] * (float)q;
-            }
+    f[0] = d * (float)sc[2 * i];
+    f[1] = d * (float)sc[2 * i + 1];
+    for (int l = 0; l < 32; l++)
+        u[l] = (uint8_t)((i < 2 ? ql[l] & 0xF : ql[l] >> 4) | ((qh[l] >> (2 * i)) & 3) << 4);
+}
+
+int ts_quant_int_form(ts_dtype t, ts_qform *form)
+{
+    static const struct {
+        ts_dtype t;
+        ts_qform form;
+    } forms[] = {{TS_DTYPE_Q8_0, {TS_QFORM_ZERO, 128, 255}}, {TS_DTYPE_Q4_0, {TS_QFORM_ZERO, 8, 15}},
+                 {TS_DTYPE_Q5_0, {TS_QFORM_ZERO, 16, 31}},   {TS_DTYPE_Q4_1, {TS_QFORM_MIN, 0, 15}},
+                 {TS_DTYPE_Q5_1, {TS_QFORM_MIN, 0, 31}},     {TS_DTYPE_Q4_K, {TS_QFORM_MIN, 0, 15}},
+                 {TS_DTYPE_Q5_K, {TS_QFORM_MIN, 0, 31}},     {TS_DTYPE_Q6_K, {TS_QFORM_HALVES, 32, 63}}};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
+        if (forms[i].t == t) {
+            *form = forms[i].form;
+            return 1;
+        }
+    return 0;
+}
+
+void ts_quant_unpack32(ts_dtype t, const void *block, int sub, uint8_t u[32], float f[2])
+{
+    const unsigned char *b = block;
+    f[0] = rd_f16(b);
+    f[1] = 0.0f;
+    switch (t) {
+    case TS_DTYPE_Q8_0:
+        for (int j = 0; j < 32; j++)
+            u[j] = (uint8_t)(b[2 + j] ^ 0x80); /* q + 128 */
+        break;
+    case TS_DTYPE_Q4_0: unpack_nibbles(b + 2, 0, u); break;
+    case TS_DTYPE_Q5_0: unpack_nibbles(b + 6, rd_u32(b + 2), u); break;
+    case TS_DTYPE_Q4_1:
+        f[1] = rd_f16(b + 2);
+        unpack_nibbles(b + 4, 0, u);
+        break;
+    case TS_DTYPE_Q5_1:
+        f[1] = rd_f16(b + 2);
+        unpack_nibbles(b + 8, rd_u32(b + 4), u);
+        break;
+    case TS_DTYPE_Q4_K: unpack_k_4_5(b, NULL, b + 16, sub, u, f); break;
+    case TS_DTYPE_Q5_K: unpack_k_4_5(b, b + 16, b + 48, sub, u, f); break;
+    case TS_DTYPE_Q6_K: unpack_q6_k(b, sub, u, f); break;
+    default:
+        memset(u, 0, 32);
+        f[0] = f[1] = NAN;
+    }
+}
+
+/* ---- dequantisation -------------------------------------------------------------- */
+
+float ts_qform_weight(ts_qform form, const float f[2], int j, uint8_t u)
+{
+    if (form.kind == TS_QFORM_MIN)
+        return f[0] * (float)u + f[1];
+    return f[form.kind == TS_QFORM_HALVES ? j / 16 : 0] * (float)(u - form.zero);
 }
 
 void ts_dequantize(ts_dtype t, const void *src, float *dst, size_t n)
 {
-    void (*block)(const unsigned char *, float *);
-    switch (t) {
-    case TS_DTYPE_Q8_0: block = deq_q8_0; break;
-    case TS_DTYPE_Q4_0: block = deq_q4_0; break;
-    case TS_DTYPE_Q4_1: block = deq_q4_1; break;
-    case TS_DTYPE_Q5_0: block = deq_q5_0; break;
-    case TS_DTYPE_Q5_1: block = deq_q5_1; break;
-    case TS_DTYPE_Q4_K: block = deq_q4_k; break;
-    case TS_DTYPE_Q5_K: block = deq_q5_k; break;
-    case TS_DTYPE_Q6_K: block = deq_q6_k; break;
-    default:
+    ts_qform form;
+    if (!ts_quant_int_form(t, &form)) {
         for (size_t i = 0; i < n; i++)
             dst[i] = NAN;
         return;
     }
     size_t len = (size_t)ts_dtype_block_len(t), bytes = ts_dtype_block_bytes(t);
     const unsigned char *p = src;
+    uint8_t u[32];
+    float f[2];
     for (size_t i = 0; i + len <= n; i += len, p += bytes)
-        block(p, dst + i);
+        for (int s = 0; s < (int)len / 32; s++) {
+            ts_quant_unpack32(t, p, s, u, f);
+            for (int j = 0; j < 32; j++)
+                dst[i + 32 * (size_t)s + (size_t)j] = ts_qform_weight(form, f, j, u[j]);
+        }
 }
 
 /* ---- quantisers ---------------------------------------------------------------- */

@@ -28,11 +28,34 @@
 #define TS_CORE_QUANT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/dtype.h"
 
 /* Widens n weights (a multiple of the block length) of block type t into dst. */
 void ts_dequantize(ts_dtype t, const void *src, float *dst, size_t n);
+
+/* The integer form of every block type, which the integer GEMM kernels read: each
+ * run of 32 weights is 32 integers u[j] in [0, 255] and two floats f, as
+ *     TS_QFORM_ZERO    w[j] = f[0] · (u[j] − zero)         Q8_0 (zero 128: u = q + 128),
+ *                                                          Q4_0 (8), Q5_0 (16)
+ *     TS_QFORM_MIN     w[j] = f[0] · u[j] + f[1]           Q4_1, Q5_1, Q4_K, Q5_K
+ *     TS_QFORM_HALVES  w[j] = f[j / 16] · (u[j] − zero)    Q6_K (zero 32; its sub-blocks
+ *                                                          of 16 have scales of their own)
+ * ts_dequantize is defined through it. */
+typedef enum { TS_QFORM_ZERO, TS_QFORM_MIN, TS_QFORM_HALVES } ts_qform_kind;
+typedef struct {
+    ts_qform_kind kind;
+    int zero;
+    int max_u; /* the largest u the type can hold: 255, 63, 31 or 15 */
+} ts_qform;
+
+/* Returns 0 for a type without an integer form (the element types). */
+int ts_quant_int_form(ts_dtype t, ts_qform *form);
+/* Run `sub` (0 .. block_len / 32 - 1) of the block at `block`. */
+void ts_quant_unpack32(ts_dtype t, const void *block, int sub, uint8_t u[32], float f[2]);
+/* Weight j of an unpacked run, as the formulas above compute it in f32. */
+float ts_qform_weight(ts_qform form, const float f[2], int j, uint8_t u);
 
 /* True for the block types ts_quantize writes (Q8_0, Q4_0, Q4_K, Q6_K). */
 int ts_quantize_supported(ts_dtype t);

@@ -9,7 +9,8 @@
  * small (conv weights, attention blocks, text tokens), at the cost of re-packing A
  * once per slice, which is cheap next to the mc · kc · slice FMAs it feeds.  When
  * all of M fits one A block, a second loop nest (run_small_m) keeps B in L2 instead.
- * Products of two f32 matrices go to OpenBLAS (blas_sgemm), measured faster on them.
+ * Products of two f32 matrices go to OpenBLAS (blas_sgemm), measured faster on them;
+ * block-quantised weights go to the integer kernels (gemm_quant.c).
  */
 #include "ops/gemm.h"
 
@@ -21,6 +22,7 @@
 
 #include "core/threads.h"
 #include "ops/gemm_engine.h"
+#include "ops/gemm_quant.h"
 
 #define PACK_KCHUNK 64
 #define MAX_TILE (6 * 32) /* the largest mr x nr of the kernels */
@@ -189,26 +191,31 @@ void ts_gemm_macro(const ts_gemm_kernel *kern, int64_t m, int64_t n, int64_t kc,
 
 /* Pack buffers live as long as their thread and only grow: a fresh multi-megabyte
  * buffer per call would cost a page fault per 4 KB, several percent of a GEMM. */
-typedef struct {
-    float *p;
-    size_t n;
-} scratch;
-
-static _Thread_local scratch a_scratch, b_scratch, whole_a_scratch;
-
-static float *scratch_get(scratch *s, size_t n)
+void *ts_scratch_get(ts_scratch *s, size_t bytes)
 {
-    if (s->n < n) {
+    if (s->n < bytes) {
         free(s->p);
-        s->p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+        s->p = aligned_alloc(64, (bytes + 63) / 64 * 64);
         if (!s->p) {
-            fprintf(stderr, "tessera: out of memory for a %zu-float GEMM pack buffer\n", n);
+            fprintf(stderr, "tessera: out of memory for a %zu-byte GEMM buffer\n", bytes);
             abort();
         }
-        s->n = n;
+        s->n = bytes;
     }
     return s->p;
 }
+
+void ts_scratch_trim(ts_scratch *s, size_t keep)
+{
+    if (s->n > keep) {
+        free(s->p);
+        *s = (ts_scratch){NULL, 0};
+    }
+}
+
+static _Thread_local ts_scratch a_scratch, b_scratch, whole_a_scratch;
+
+static float *scratch_get(ts_scratch *s, size_t n) { return ts_scratch_get(s, n * sizeof(float)); }
 
 typedef struct {
     const ts_gemm_kernel *kern;
@@ -396,31 +403,6 @@ static int blas_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
     return 1;
 }
 
-/* Block-quantised weights (GGUF Q8_0, Q4_K, ...): the panel packer addresses elements,
- * not blocks, so a slab of whole rows is dequantised at a time and multiplied as f32.
- * Correct and bounded in memory (LINEAR_BLOCK_SLAB rows); block-wise integer kernels
- * are the fast path still to come. */
-#define LINEAR_BLOCK_SLAB 64
-static void linear_block_weights(const float *A, int64_t lda, int64_t M, const ts_weight *W, float *C, int64_t ldc,
-                                 int accumulate)
-{
-    int64_t N = W->shape[0], K = ts_weight_row_len(W);
-    float *slab = malloc((size_t)(LINEAR_BLOCK_SLAB * K) * sizeof *slab);
-    if (!slab) {
-        fprintf(stderr, "tessera: out of memory dequantising a %lld-wide weight\n", (long long)K);
-        abort();
-    }
-    ts_operand a = {.kind = TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = A, .ld = lda};
-    for (int64_t n0 = 0; n0 < N; n0 += LINEAR_BLOCK_SLAB) {
-        int64_t rows = N - n0 < LINEAR_BLOCK_SLAB ? N - n0 : LINEAR_BLOCK_SLAB;
-        for (int64_t r = 0; r < rows; r++)
-            ts_weight_row_f32(W, n0 + r, slab + r * K);
-        ts_operand w = {.kind = TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = slab, .ld = K};
-        ts_gemm_run(M, rows, K, &a, &w, 1.0f, C + n0, ldc, accumulate);
-    }
-    free(slab);
-}
-
 void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const ts_weight *bias, float *C,
                int64_t ldc)
 {
@@ -433,7 +415,7 @@ void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const
     if (W->dtype == TS_DTYPE_F32 && blas_sgemm(0, 1, M, N, K, 1.0f, A, lda, W->data, K, bias ? 1.0f : 0.0f, C, ldc))
         return;
     if (ts_dtype_is_block(W->dtype)) {
-        linear_block_weights(A, lda, M, W, C, ldc, bias != NULL);
+        ts_linear_quantized(A, lda, M, W, C, ldc, bias != NULL);
         return;
     }
     ts_operand a = {.kind = TS_OPND_ROWS, .dtype = TS_DTYPE_F32, .data = A, .ld = lda};

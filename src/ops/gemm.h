@@ -3,7 +3,11 @@
  *
  * ts_linear is the workhorse of every model: activations [M, K] times a stored
  * weight [N, K] (PyTorch Linear / flattened conv layout) in its own dtype (f32,
- * f16, bf16), widened panel by panel inside the kernel, never as a whole.
+ * f16, bf16), widened panel by panel inside the kernel, never as a whole.  A
+ * block-quantised weight (GGUF Q8_0, Q4_K, ...) is not widened at all: the
+ * activations are quantised to int8 per run of 32 and the product runs on integer
+ * kernels (gemm_quant.h), which adds the activation rounding (relative error about
+ * 1/254 of each run's largest |x|) to the weight's own.
  * ts_sgemm is a plain row-major f32 GEMM for activation x activation products.
  */
 #ifndef TS_OPS_GEMM_H
@@ -14,7 +18,7 @@
 #include "core/tensor.h"
 
 /* C[M, N] = A[M, K] · Wᵀ (+ bias[N]).  W: [N, K] (or [N, K1, K2, ...] flattened to K),
- * any floating dtype; bias may be NULL.  lda / ldc are row strides in floats. */
+ * any floating or block dtype; bias may be NULL.  lda / ldc are row strides in floats. */
 void ts_linear(const float *A, int64_t lda, int64_t M, const ts_weight *W, const ts_weight *bias, float *C,
                int64_t ldc);
 

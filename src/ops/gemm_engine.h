@@ -62,6 +62,15 @@ const ts_gemm_kernel *ts_gemm_kernel_get(void);
 /* True unless ts_gemm_select forced one of our kernels for every product. */
 int ts_gemm_use_openblas(void);
 
+/* A buffer that lives as long as its thread and only grows; out of memory aborts, as
+ * for every pack buffer.  ts_scratch_trim frees it when it holds more than `keep`. */
+typedef struct {
+    void *p;
+    size_t n;
+} ts_scratch;
+void *ts_scratch_get(ts_scratch *s, size_t bytes);
+void ts_scratch_trim(ts_scratch *s, size_t keep);
+
 /* Floats needed to pack `rows` rows of kc steps into panels `width` wide. */
 static inline size_t ts_pack_floats(int64_t rows, int64_t kc, int width)
 {
