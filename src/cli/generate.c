@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/generate_common.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "io/image.h"
@@ -69,7 +70,8 @@ static void generate_usage(FILE *f)
             "  -o, --output OUT        .png or .jpg; with --batch-count N > 1: OUT-1.png ... OUT-N.png\n"
             "      --threads N         worker threads (default: every core)\n\n"
             "Inpainting repaints where the mask is white; pixels where the (blurred) mask is 0 are\n"
-            "copied from the input unchanged.  The mask must have the image's size.\n");
+            "copied from the input unchanged.  The mask must have the image's size.\n"
+            "Flux.1 schnell / dev transformers have their own options: tessera generate -m FLUX --help\n");
 }
 
 typedef struct {
@@ -80,13 +82,13 @@ typedef struct {
     uint64_t seed;
 } gen_args;
 
-static int bad_value(const char *flag, const char *val)
+int bad_value(const char *flag, const char *val)
 {
     fprintf(stderr, "tessera generate: bad value '%s' for %s\n", val, flag);
     return 2;
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
+int parse_int(const char *s, int lo, int hi, int *out)
 {
     char *end;
     long v = strtol(s, &end, 10);
@@ -96,7 +98,7 @@ static int parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
-static int parse_double(const char *s, double lo, double hi, double *out)
+int parse_double(const char *s, double lo, double hi, double *out)
 {
     char *end;
     double v = strtod(s, &end);
@@ -106,7 +108,7 @@ static int parse_double(const char *s, double lo, double hi, double *out)
     return 0;
 }
 
-static int parse_seed(const char *s, uint64_t *out)
+int parse_seed(const char *s, uint64_t *out)
 {
     char *end;
     if (!s[0] || s[0] == '-')
@@ -241,12 +243,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
 
 /* ---- progress ----------------------------------------------------------------- */
 
-typedef struct {
-    double start;
-    int image, images, tty;
-} progress_bar;
-
-static double now(void)
+double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -255,7 +252,7 @@ static double now(void)
 
 /* "step 7/20 [#######.............] 1.52 it/s, ETA 9 s" (s/it below one step a second,
  * as the web UIs show it); on a terminal redrawn in place, else one line per step. */
-static int draw_progress(void *ctx, int done, int steps)
+int draw_progress(void *ctx, int done, int steps)
 {
     progress_bar *p = ctx;
     double spent = now() - p->start, rate = spent > 0 ? done / spent : 0;
@@ -279,7 +276,7 @@ static int draw_progress(void *ctx, int done, int steps)
 /* ---- images ------------------------------------------------------------------- */
 
 /* The input image as RGB 8-bit, planar in [-1, 1]. */
-static int load_image(const char *path, ts_image *rgb, float **planar)
+int load_image(const char *path, ts_image *rgb, float **planar)
 {
     ts_image raw = {0};
     int rc = ts_image_read(path, &raw);
@@ -295,7 +292,7 @@ static int load_image(const char *path, ts_image *rgb, float **planar)
 }
 
 /* The mask as one plane in [0, 1] (white = repaint), blurred. */
-static int load_mask(const char *path, const ts_image *image, double blur, float **mask)
+int load_mask(const char *path, const ts_image *image, double blur, float **mask)
 {
     ts_image raw = {0}, gray = {0};
     int rc = ts_image_read(path, &raw);
@@ -319,7 +316,7 @@ static int load_mask(const char *path, const ts_image *image, double blur, float
 
 /* Where the mask is 0 the input pixel is kept as it was, byte for byte; elsewhere
  * generated and input pixels are mixed by the mask. */
-static void compose(ts_image *out, const ts_image *in, const float *mask)
+void compose(ts_image *out, const ts_image *in, const float *mask)
 {
     uint8_t *o = out->data;
     const uint8_t *src = in->data;
@@ -341,7 +338,7 @@ static const char *a1111_sampler(ts_sampler s)
     return (unsigned)s < TS_SAMPLER_COUNT ? names[s] : ts_sampler_name(s);
 }
 
-static void output_path(const char *out, int index, int count, char *buf, size_t size)
+void output_path(const char *out, int index, int count, char *buf, size_t size)
 {
     if (count == 1) {
         snprintf(buf, size, "%s", out);
@@ -386,7 +383,7 @@ static char *infotext(const gen_args *a, const ts_sd_request *r, uint64_t seed)
 }
 
 /* Suggests the valid sizes on either side of a refused one. */
-static int check_size(const char *what, int v, int mult)
+int check_size(const char *what, int v, int mult)
 {
     if (v % mult == 0)
         return 0;
@@ -508,6 +505,8 @@ static int run(const gen_args *a)
 
 int cmd_generate(int argc, char **argv)
 {
+    if (generate_is_flux(argc, argv))
+        return cmd_generate_flux(argc, argv);
     gen_args a;
     int status = parse_args(argc, argv, &a);
     if (status)
