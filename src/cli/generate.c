@@ -120,11 +120,14 @@ int parse_seed(const char *s, uint64_t *out)
     return 0;
 }
 
-/* One valued option (known to parse_args' list); returns 0, or 2 for a bad value. */
-static int set_option(gen_args *a, const char *arg, const char *val)
+/* One option of sd_options (val NULL for --instruct); returns 0, or 2 for a bad value. */
+static int set_option(void *args, const char *arg, const char *val)
 {
+    gen_args *a = args;
     int bad = 0;
-    if (!strcmp(arg, "-m") || !strcmp(arg, "--model"))
+    if (!strcmp(arg, "--instruct"))
+        a->instruct = 1;
+    else if (!strcmp(arg, "-m") || !strcmp(arg, "--model"))
         a->files.model = val;
     else if (!strcmp(arg, "--vae"))
         a->files.vae = val;
@@ -181,45 +184,62 @@ static int set_option(gen_args *a, const char *arg, const char *val)
     return bad ? bad_value(arg, val) : 0;
 }
 
-/* Returns 0, 2 for bad usage, -1 after --help. */
-static int parse_args(int argc, char **argv, gen_args *a)
+int parse_options(int argc, char **argv, const gen_options *o, void *args)
 {
-    *a = (gen_args){.negative = "", .sampler = "dpmpp_2m", .scheduler = "karras", .steps = 20, .batch = 1,
-                    .cfg = -1, .strength = -1, .mask_blur = 4, .image_cfg = 1.5};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            generate_usage(stdout);
+            o->usage(stdout);
             return -1;
-        }
-        if (!strcmp(arg, "--instruct")) {
-            a->instruct = 1;
-            continue;
         }
         if (arg[0] != '-') {
             fprintf(stderr, "tessera generate: unexpected argument '%s' (see --help)\n", arg);
             return 2;
         }
-        static const char *const valued[] = {
-            "-m", "--model", "--vae", "--clip-l", "--clip-g", "--prediction", "--unet-heads", "--clip-heads",
-            "-p", "--prompt", "-n", "--negative-prompt", "--clip-skip", "-W", "--width", "-H", "--height",
-            "--steps", "--cfg", "--sampler", "--scheduler", "--seed", "--batch-count", "--init-image",
-            "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads"};
-        int known = 0;
-        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
-            known |= !strcmp(arg, valued[k]);
-        if (!known) {
+        int valued = 0, plain = 0;
+        for (const char *const *f = o->valued; *f; f++)
+            valued |= !strcmp(arg, *f);
+        for (const char *const *f = o->switches; f && *f; f++)
+            plain |= !strcmp(arg, *f);
+        if (!valued && !plain) {
             fprintf(stderr, "tessera generate: unknown option '%s' (see --help)\n", arg);
             return 2;
         }
-        if (i + 1 >= argc) {
+        if (valued && i + 1 >= argc) {
             fprintf(stderr, "tessera generate: %s needs a value\n", arg);
             return 2;
         }
-        int rc = set_option(a, arg, argv[++i]);
+        int rc = o->set(args, arg, valued ? argv[++i] : NULL);
         if (rc)
             return rc;
     }
+    return 0;
+}
+
+int check_output_name(const char *out)
+{
+    const char *dot = strrchr(out, '.');
+    if (dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg")))
+        return 0;
+    fprintf(stderr, "tessera generate: -o %s: the name must end in .png, .jpg or .jpeg\n", out);
+    return 2;
+}
+
+/* Returns 0, 2 for bad usage, -1 after --help. */
+static int parse_args(int argc, char **argv, gen_args *a)
+{
+    static const char *const valued[] = {
+        "-m", "--model", "--vae", "--clip-l", "--clip-g", "--prediction", "--unet-heads", "--clip-heads",
+        "-p", "--prompt", "-n", "--negative-prompt", "--clip-skip", "-W", "--width", "-H", "--height",
+        "--steps", "--cfg", "--sampler", "--scheduler", "--seed", "--batch-count", "--init-image",
+        "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads", NULL};
+    static const char *const switches[] = {"--instruct", NULL};
+    static const gen_options sd_options = {generate_usage, valued, switches, set_option};
+    *a = (gen_args){.negative = "", .sampler = "dpmpp_2m", .scheduler = "karras", .steps = 20, .batch = 1,
+                    .cfg = -1, .strength = -1, .mask_blur = 4, .image_cfg = 1.5};
+    int rc = parse_options(argc, argv, &sd_options, a);
+    if (rc)
+        return rc;
     const char *missing = !a->files.model ? "-m MODEL" : !a->prompt ? "-p PROMPT" : !a->out ? "-o OUT" : NULL;
     if (missing) {
         fprintf(stderr, "tessera generate: %s is required (see --help)\n", missing);
@@ -229,11 +249,8 @@ static int parse_args(int argc, char **argv, gen_args *a)
         fprintf(stderr, "tessera generate: %s needs --init-image\n", a->mask ? "--mask" : "--instruct");
         return 2;
     }
-    const char *dot = strrchr(a->out, '.');
-    if (!dot || (strcasecmp(dot, ".png") && strcasecmp(dot, ".jpg") && strcasecmp(dot, ".jpeg"))) {
-        fprintf(stderr, "tessera generate: -o %s: the name must end in .png, .jpg or .jpeg\n", a->out);
+    if (check_output_name(a->out))
         return 2;
-    }
     if (a->mask && a->instruct) {
         fprintf(stderr, "tessera generate: --mask and --instruct cannot be combined\n");
         return 2;
@@ -243,7 +260,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
 
 /* ---- progress ----------------------------------------------------------------- */
 
-double now(void)
+static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -276,7 +293,7 @@ int draw_progress(void *ctx, int done, int steps)
 /* ---- images ------------------------------------------------------------------- */
 
 /* The input image as RGB 8-bit, planar in [-1, 1]. */
-int load_image(const char *path, ts_image *rgb, float **planar)
+static int load_image(const char *path, ts_image *rgb, float **planar)
 {
     ts_image raw = {0};
     int rc = ts_image_read(path, &raw);
@@ -292,7 +309,7 @@ int load_image(const char *path, ts_image *rgb, float **planar)
 }
 
 /* The mask as one plane in [0, 1] (white = repaint), blurred. */
-int load_mask(const char *path, const ts_image *image, double blur, float **mask)
+static int load_mask(const char *path, const ts_image *image, double blur, float **mask)
 {
     ts_image raw = {0}, gray = {0};
     int rc = ts_image_read(path, &raw);
@@ -316,7 +333,7 @@ int load_mask(const char *path, const ts_image *image, double blur, float **mask
 
 /* Where the mask is 0 the input pixel is kept as it was, byte for byte; elsewhere
  * generated and input pixels are mixed by the mask. */
-void compose(ts_image *out, const ts_image *in, const float *mask)
+static void compose(ts_image *out, const ts_image *in, const float *mask)
 {
     uint8_t *o = out->data;
     const uint8_t *src = in->data;
@@ -338,7 +355,7 @@ static const char *a1111_sampler(ts_sampler s)
     return (unsigned)s < TS_SAMPLER_COUNT ? names[s] : ts_sampler_name(s);
 }
 
-void output_path(const char *out, int index, int count, char *buf, size_t size)
+static void output_path(const char *out, int index, int count, char *buf, size_t size)
 {
     if (count == 1) {
         snprintf(buf, size, "%s", out);
@@ -383,7 +400,7 @@ static char *infotext(const gen_args *a, const ts_sd_request *r, uint64_t seed)
 }
 
 /* Suggests the valid sizes on either side of a refused one. */
-int check_size(const char *what, int v, int mult)
+static int check_size(const char *what, int v, int mult)
 {
     if (v % mult == 0)
         return 0;
@@ -394,12 +411,48 @@ int check_size(const char *what, int v, int mult)
                    hi);
 }
 
+int gen_io_prepare(gen_io *io, const gen_io_args *a, int def_size, int mult)
+{
+    io->width = a->width ? a->width : def_size;
+    io->height = a->height ? a->height : def_size;
+    int rc = 0;
+    if (a->init_image) {
+        rc = load_image(a->init_image, &io->in, &io->image);
+        if (rc == 0 && ((a->width && a->width != io->in.width) || (a->height && a->height != io->in.height)))
+            rc = ts_fail(TS_ERR_ARG, "--width/--height must match the init image (%dx%d) or be left out",
+                         io->in.width, io->in.height);
+        io->width = io->in.width;
+        io->height = io->in.height;
+    }
+    rc = rc ? rc : check_size(a->init_image ? "init image width" : "width", io->width, mult);
+    rc = rc ? rc : check_size(a->init_image ? "init image height" : "height", io->height, mult);
+    if (rc == 0 && a->mask)
+        rc = load_mask(a->mask, &io->in, a->mask_blur, &io->mask);
+    if (rc == 0) {
+        io->pixels = malloc((size_t)3 * io->width * io->height * sizeof *io->pixels);
+        /* Address space only: pages are committed as a step touches them. */
+        io->arena = ts_arena_create((size_t)64 << 30);
+        if (!io->pixels || !io->arena)
+            rc = ts_fail(TS_ERR_NOMEM, "out of memory");
+    }
+    return rc;
+}
+
+void gen_io_free(gen_io *io)
+{
+    ts_arena_destroy(io->arena);
+    free(io->pixels);
+    free(io->image);
+    free(io->mask);
+    ts_image_free(&io->in);
+}
+
 typedef struct {
     ts_sd_model *model;
     ts_sd_request req;
-    ts_image in;
-    float *image, *mask, *pixels;
-    ts_arena *arena;
+    ts_sd_prompts prompts;
+    const gen_args *args;
+    gen_io io;
 } gen_state;
 
 /* Everything from the arguments that does not need the prompts: model, images, request. */
@@ -420,85 +473,96 @@ static int prepare(const gen_args *a, gen_state *s)
     rc = ts_sampler_from_name(a->sampler, &r->sampler);
     rc = rc ? rc : ts_scheduler_from_name(a->scheduler, &r->scheduler);
     rc = rc ? rc : ts_sd_check_mode(m, r->mode);
-    r->width = a->width ? a->width : m->native_size;
-    r->height = a->height ? a->height : m->native_size;
-    if (rc == 0 && a->init_image) {
-        rc = load_image(a->init_image, &s->in, &s->image);
-        if (rc == 0 && ((a->width && a->width != s->in.width) || (a->height && a->height != s->in.height)))
-            rc = ts_fail(TS_ERR_ARG, "--width/--height must match the init image (%dx%d) or be left out",
-                         s->in.width, s->in.height);
-        r->width = s->in.width;
-        r->height = s->in.height;
-        r->image = s->image;
-    }
-    rc = rc ? rc : check_size(a->init_image ? "init image width" : "width", r->width, m->size_multiple);
-    rc = rc ? rc : check_size(a->init_image ? "init image height" : "height", r->height, m->size_multiple);
-    if (rc == 0 && a->mask) {
-        rc = load_mask(a->mask, &s->in, a->mask_blur, &s->mask);
-        r->mask = s->mask;
-    }
-    if (rc == 0) {
-        s->pixels = malloc((size_t)3 * r->width * r->height * sizeof *s->pixels);
-        /* Address space only: pages are committed as a step touches them. */
-        s->arena = ts_arena_create((size_t)64 << 30);
-        if (!s->pixels || !s->arena)
-            rc = ts_fail(TS_ERR_NOMEM, "out of memory");
-    }
+    gen_io_args io = {a->init_image, a->mask, a->mask_blur, a->width, a->height};
+    rc = rc ? rc : gen_io_prepare(&s->io, &io, m->native_size, m->size_multiple);
+    r->width = s->io.width;
+    r->height = s->io.height;
+    r->image = s->io.image;
+    r->mask = s->io.mask;
+    return rc;
+}
+
+int write_result(const gen_output *o, const float *pixels, int index, uint64_t seed, const char *text)
+{
+    char path[4096];
+    ts_image out = {0};
+    int rc = ts_image_from_planar(pixels, 3, o->width, o->height, 8, TS_RANGE_SIGNED, &out);
+    if (rc)
+        return rc;
+    if (o->mask)
+        compose(&out, o->in, o->mask);
+    output_path(o->out, index, o->count, path, sizeof path);
+    ts_image_write_opts opts = {.parameters = text};
+    rc = text ? ts_image_write(path, &out, &opts) : TS_ERR_NOMEM;
+    if (rc == 0)
+        fprintf(stderr, "wrote %s (%dx%d, seed %llu)\n", path, o->width, o->height, (unsigned long long)seed);
+    ts_image_free(&out);
     return rc;
 }
 
 static int write_image(const gen_args *a, gen_state *s, int index, uint64_t seed)
 {
     const ts_sd_request *r = &s->req;
-    char path[4096];
-    ts_image out = {0};
-    int rc = ts_image_from_planar(s->pixels, 3, r->width, r->height, 8, TS_RANGE_SIGNED, &out);
-    if (rc)
-        return rc;
-    if (r->mode == TS_SD_INPAINT)
-        compose(&out, &s->in, s->mask);
+    gen_output o = {a->out, a->batch, r->width, r->height, &s->io.in, r->mode == TS_SD_INPAINT ? s->io.mask : NULL};
     char *text = infotext(a, r, seed);
-    output_path(a->out, index, a->batch, path, sizeof path);
-    ts_image_write_opts opts = {.parameters = text};
-    rc = text ? ts_image_write(path, &out, &opts) : TS_ERR_NOMEM;
-    if (rc == 0)
-        fprintf(stderr, "wrote %s (%dx%d, seed %llu)\n", path, r->width, r->height, (unsigned long long)seed);
+    int rc = write_result(&o, s->io.pixels, index, seed, text);
     free(text);
-    ts_image_free(&out);
     return rc;
+}
+
+/* seed when has_seed; else a random 32-bit one, printed as "seed: N". */
+static uint64_t pick_seed(int has_seed, uint64_t seed)
+{
+    if (has_seed)
+        return seed;
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+        seed = (uint64_t)time(NULL);
+    seed &= 0xffffffffu; /* what the UIs accept and show */
+    fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
+    return seed;
+}
+
+int run_batch(int count, int has_seed, uint64_t seed, gen_one_fn one, void *ctx)
+{
+    seed = pick_seed(has_seed, seed);
+    progress_bar bar = {.images = count, .tty = isatty(STDERR_FILENO)};
+    int rc = 0;
+    for (int i = 0; i < count && rc == 0; i++) {
+        bar.image = i;
+        bar.start = now();
+        rc = one(ctx, i, seed + (uint64_t)i, &bar);
+    }
+    return rc;
+}
+
+int report_failure(int rc)
+{
+    if (rc >= 0)
+        return 0;
+    fprintf(stderr, "tessera generate: %s\n", ts_error_message());
+    return 1;
+}
+
+static int generate_one(void *ctx, int index, uint64_t seed, progress_bar *bar)
+{
+    gen_state *s = ctx;
+    s->req.seed = seed;
+    s->req.progress = draw_progress;
+    s->req.progress_ctx = bar;
+    int rc = ts_sd_generate(s->model, &s->req, s->io.arena, s->io.pixels);
+    return rc ? rc : write_image(s->args, s, index, seed);
 }
 
 static int run(const gen_args *a)
 {
-    gen_state s = {0};
-    ts_sd_prompts prompts = {0};
+    gen_state s = {.args = a};
     int rc = prepare(a, &s);
-    rc = rc ? rc : ts_sd_encode_prompts(s.model, a->prompt, a->negative, a->clip_skip, &prompts);
-    uint64_t seed = a->seed;
-    if (rc == 0 && !a->has_seed) {
-        if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
-            seed = (uint64_t)time(NULL);
-        seed &= 0xffffffffu; /* what the UIs accept and show */
-        fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
-    }
-    progress_bar bar = {.images = a->batch, .tty = isatty(STDERR_FILENO)};
-    s.req.cond = prompts.cond;
-    s.req.uncond = prompts.uncond;
-    s.req.progress = draw_progress;
-    s.req.progress_ctx = &bar;
-    for (int i = 0; i < a->batch && rc == 0; i++) {
-        s.req.seed = seed + (uint64_t)i;
-        bar.image = i;
-        bar.start = now();
-        rc = ts_sd_generate(s.model, &s.req, s.arena, s.pixels);
-        rc = rc ? rc : write_image(a, &s, i, s.req.seed);
-    }
-    ts_sd_prompts_free(&prompts);
-    ts_arena_destroy(s.arena);
-    free(s.pixels);
-    free(s.image);
-    free(s.mask);
-    ts_image_free(&s.in);
+    rc = rc ? rc : ts_sd_encode_prompts(s.model, a->prompt, a->negative, a->clip_skip, &s.prompts);
+    s.req.cond = s.prompts.cond;
+    s.req.uncond = s.prompts.uncond;
+    rc = rc ? rc : run_batch(a->batch, a->has_seed, a->seed, generate_one, &s);
+    ts_sd_prompts_free(&s.prompts);
+    gen_io_free(&s.io);
     ts_sd_free(s.model);
     return rc;
 }
@@ -512,9 +576,5 @@ int cmd_generate(int argc, char **argv)
     if (status)
         return status < 0 ? 0 : status;
     ts_threads_set(a.threads);
-    if (run(&a) < 0) {
-        fprintf(stderr, "tessera generate: %s\n", ts_error_message());
-        return 1;
-    }
-    return 0;
+    return report_failure(run(&a));
 }

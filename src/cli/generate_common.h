@@ -1,8 +1,9 @@
 /*
  * What the per-family front ends of tessera generate share with generate.c (SD):
- * flag value parsing, the progress line, input image and mask loading, the inpaint
- * composite and output naming.  The definitions are generate.c's; one copy keeps
- * every family's CLI behaving alike.
+ * option parsing, the input image and mask, the batch loop with its seeds and
+ * progress line, writing the result (inpaint composite, naming, parameters text)
+ * and the error line.  The definitions are generate.c's; one copy keeps every
+ * family's CLI behaving alike.
  */
 #ifndef TS_CLI_GENERATE_COMMON_H
 #define TS_CLI_GENERATE_COMMON_H
@@ -11,7 +12,21 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/arena.h"
 #include "io/image.h"
+
+/* A front end's flags: those taking a value and those without (NULL-terminated
+ * lists); set(args, flag, value or NULL) returns 0 or 2 (bad value). */
+typedef struct {
+    void (*usage)(FILE *f);
+    const char *const *valued;
+    const char *const *switches;
+    int (*set)(void *args, const char *flag, const char *value);
+} gen_options;
+/* Walks argv; returns 0, 2 for bad usage (one line printed), -1 after --help. */
+int parse_options(int argc, char **argv, const gen_options *o, void *args);
+/* 0, or 2 with a message when OUT does not end in .png, .jpg or .jpeg. */
+int check_output_name(const char *out);
 
 /* "tessera generate: bad value 'VAL' for FLAG"; returns 2 (bad usage). */
 int bad_value(const char *flag, const char *val);
@@ -20,25 +35,53 @@ int parse_int(const char *s, int lo, int hi, int *out);
 int parse_double(const char *s, double lo, double hi, double *out);
 int parse_seed(const char *s, uint64_t *out);
 
+/* The inputs of a run (flags; NULL / 0 when not given) and what they become. */
+typedef struct {
+    const char *init_image, *mask;
+    double mask_blur;
+    int width, height;
+} gen_io_args;
+
+typedef struct {
+    int width, height;   /* settled: the init image's, else the flags', else the default */
+    ts_image in;         /* the init image, RGB 8-bit (empty without one) */
+    float *image, *mask; /* planar [3, H, W] in [-1, 1]; [H, W] in [0, 1] blurred; or NULL */
+    float *pixels;       /* [3, H, W] for the decoder's output */
+    ts_arena *arena;     /* for the networks' activations */
+} gen_io;
+
+/* Loads the init image and mask, settles the size (default def_size) and refuses one
+ * that is not a multiple of mult, naming the valid ones; allocates pixels and arena. */
+int gen_io_prepare(gen_io *io, const gen_io_args *a, int def_size, int mult);
+void gen_io_free(gen_io *io);
+
 typedef struct {
     double start;
     int image, images, tty;
 } progress_bar;
 
-double now(void);
-/* ts progress callback over a progress_bar (ctx). */
+/* A pipeline progress callback over a progress_bar (ctx). */
 int draw_progress(void *ctx, int done, int steps);
 
-/* The input image as RGB 8-bit, and planar in [-1, 1] (malloc'd). */
-int load_image(const char *path, ts_image *rgb, float **planar);
-/* The mask as one plane in [0, 1] (white = repaint) of the image's size, blurred. */
-int load_mask(const char *path, const ts_image *image, double blur, float **mask);
-/* Where the mask is 0 the input pixel is kept byte for byte; elsewhere mixed. */
-void compose(ts_image *out, const ts_image *in, const float *mask);
-/* OUT, or OUT-<index+1>.ext when count > 1. */
-void output_path(const char *out, int index, int count, char *buf, size_t size);
-/* A one-line error naming the valid sizes around v when it is not a multiple of mult. */
-int check_size(const char *what, int v, int mult);
+/* One image of a batch: generate at seed (reporting progress to bar) and write it. */
+typedef int (*gen_one_fn)(void *ctx, int index, uint64_t seed, progress_bar *bar);
+/* count images at seeds SEED, SEED+1, ...; without has_seed SEED is drawn at random
+ * and printed as "seed: N". */
+int run_batch(int count, int has_seed, uint64_t seed, gen_one_fn one, void *ctx);
+
+/* The planar result [3, H, W] in [-1, 1] as 8-bit OUT (OUT-<index+1>.ext when count >
+ * 1, temp name then rename) with the parameters text; with a mask, input pixels where
+ * it is 0 are kept byte for byte.  Prints "wrote PATH (WxH, seed N)". */
+typedef struct {
+    const char *out;
+    int count, width, height;
+    const ts_image *in; /* the input image, for the composite */
+    const float *mask;  /* [H, W] in [0, 1], or NULL */
+} gen_output;
+int write_result(const gen_output *o, const float *pixels, int index, uint64_t seed, const char *text);
+
+/* The exit status of a run: 0, or 1 after printing "tessera generate: <error>". */
+int report_failure(int rc);
 
 /* generate_flux.c: whether -m names a Flux transformer, and its front end. */
 int generate_is_flux(int argc, char **argv);

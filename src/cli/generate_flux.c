@@ -10,13 +10,10 @@
  * authors run them.  The prompt goes to both encoders as plain text (see flux.h):
  * A1111 emphasis is stripped, since neither the reference nor the models know it.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli/generate_common.h"
 #include "core/error.h"
@@ -94,52 +91,61 @@ static int parse_axes(const char *s, ts_flux_config *cfg)
     return -1;
 }
 
-static int set_option(flux_args *a, const char *arg, const char *val)
+/* The flags, as a table: kind says how the value is read into the field at `at`
+ * (lo..hi for numbers); `seen` (when set) records that the flag was given. */
+typedef enum { FLAG_TEXT, FLAG_INT, FLAG_REAL, FLAG_SEED, FLAG_AXES } flag_kind;
+
+typedef struct {
+    const char *name, *alias;
+    flag_kind kind;
+    size_t at, seen;
+    double lo, hi;
+} flag_spec;
+
+#define AT(field) offsetof(flux_args, field)
+static const flag_spec flags[] = {
+    {"--model", "-m", FLAG_TEXT, AT(files.model), 0, 0, 0},
+    {"--ae", NULL, FLAG_TEXT, AT(files.ae), 0, 0, 0},
+    {"--clip-l", NULL, FLAG_TEXT, AT(files.clip_l), 0, 0, 0},
+    {"--t5", NULL, FLAG_TEXT, AT(files.t5), 0, 0, 0},
+    {"--t5-tokenizer", NULL, FLAG_TEXT, AT(t5_tokenizer), 0, 0, 0},
+    {"--rope-axes", NULL, FLAG_AXES, AT(files.flux), 0, 0, 0},
+    {"--clip-heads", NULL, FLAG_INT, AT(files.clip_heads), 0, 1, 1024},
+    {"--prompt", "-p", FLAG_TEXT, AT(prompt), 0, 0, 0},
+    {"--output", "-o", FLAG_TEXT, AT(out), 0, 0, 0},
+    {"--init-image", NULL, FLAG_TEXT, AT(init_image), 0, 0, 0},
+    {"--mask", NULL, FLAG_TEXT, AT(mask), 0, 0, 0},
+    {"--width", "-W", FLAG_INT, AT(width), 0, 1, TS_IMAGE_MAX_SIDE},
+    {"--height", "-H", FLAG_INT, AT(height), 0, 1, TS_IMAGE_MAX_SIDE},
+    {"--steps", NULL, FLAG_INT, AT(steps), 0, 1, 1000},
+    {"--batch-count", NULL, FLAG_INT, AT(batch), 0, 1, 10000},
+    {"--threads", NULL, FLAG_INT, AT(threads), 0, 1, 1024},
+    {"--guidance", NULL, FLAG_REAL, AT(guidance), AT(has_guidance), 0, 100},
+    {"--strength", NULL, FLAG_REAL, AT(strength), 0, 1e-6, 1},
+    {"--mask-blur", NULL, FLAG_REAL, AT(mask_blur), 0, 0, 256},
+    {"--seed", NULL, FLAG_SEED, AT(seed), AT(has_seed), 0, 0},
+};
+#define N_FLAGS (sizeof flags / sizeof flags[0])
+
+static int set_option(void *args, const char *arg, const char *val)
 {
+    const flag_spec *f = flags;
+    while (strcmp(arg, f->name) && !(f->alias && !strcmp(arg, f->alias)))
+        f++; /* parse_options passes only listed flags */
+    char *field = (char *)args + f->at;
     int bad = 0;
-    if (!strcmp(arg, "-m") || !strcmp(arg, "--model"))
-        a->files.model = val;
-    else if (!strcmp(arg, "--ae"))
-        a->files.ae = val;
-    else if (!strcmp(arg, "--clip-l"))
-        a->files.clip_l = val;
-    else if (!strcmp(arg, "--t5"))
-        a->files.t5 = val;
-    else if (!strcmp(arg, "--t5-tokenizer"))
-        a->t5_tokenizer = val;
-    else if (!strcmp(arg, "-p") || !strcmp(arg, "--prompt"))
-        a->prompt = val;
-    else if (!strcmp(arg, "-o") || !strcmp(arg, "--output"))
-        a->out = val;
-    else if (!strcmp(arg, "--init-image"))
-        a->init_image = val;
-    else if (!strcmp(arg, "--mask"))
-        a->mask = val;
-    else if (!strcmp(arg, "--rope-axes"))
-        bad = parse_axes(val, &a->files.flux);
-    else if (!strcmp(arg, "--clip-heads"))
-        bad = parse_int(val, 1, 1024, &a->files.clip_heads);
-    else if (!strcmp(arg, "-W") || !strcmp(arg, "--width"))
-        bad = parse_int(val, 1, TS_IMAGE_MAX_SIDE, &a->width);
-    else if (!strcmp(arg, "-H") || !strcmp(arg, "--height"))
-        bad = parse_int(val, 1, TS_IMAGE_MAX_SIDE, &a->height);
-    else if (!strcmp(arg, "--steps"))
-        bad = parse_int(val, 1, 1000, &a->steps);
-    else if (!strcmp(arg, "--batch-count"))
-        bad = parse_int(val, 1, 10000, &a->batch);
-    else if (!strcmp(arg, "--threads"))
-        bad = parse_int(val, 1, 1024, &a->threads);
-    else if (!strcmp(arg, "--guidance")) {
-        bad = parse_double(val, 0.0, 100.0, &a->guidance);
-        a->has_guidance = 1;
-    } else if (!strcmp(arg, "--strength"))
-        bad = parse_double(val, 1e-6, 1.0, &a->strength);
-    else if (!strcmp(arg, "--mask-blur"))
-        bad = parse_double(val, 0.0, 256.0, &a->mask_blur);
-    else {
-        bad = parse_seed(val, &a->seed);
-        a->has_seed = 1;
-    }
+    if (f->kind == FLAG_TEXT)
+        *(const char **)field = val;
+    else if (f->kind == FLAG_INT)
+        bad = parse_int(val, (int)f->lo, (int)f->hi, (int *)field);
+    else if (f->kind == FLAG_REAL)
+        bad = parse_double(val, f->lo, f->hi, (double *)field);
+    else if (f->kind == FLAG_SEED)
+        bad = parse_seed(val, (uint64_t *)field);
+    else
+        bad = parse_axes(val, (ts_flux_config *)field);
+    if (f->seen)
+        *(int *)((char *)args + f->seen) = 1;
     return bad ? bad_value(arg, val) : 0;
 }
 
@@ -152,30 +158,17 @@ static int usage_error(const char *what, const char *detail)
 /* Returns 0, 2 for bad usage, -1 after --help. */
 static int parse_args(int argc, char **argv, flux_args *a)
 {
-    *a = (flux_args){.batch = 1, .guidance = 3.5, .strength = -1, .mask_blur = 4};
-    static const char *const valued[] = {
-        "-m", "--model", "--ae", "--clip-l", "--t5", "--t5-tokenizer", "--rope-axes", "--clip-heads", "-p",
-        "--prompt", "-W", "--width", "-H", "--height", "--steps", "--guidance", "--seed", "--batch-count",
-        "--init-image", "--strength", "--mask", "--mask-blur", "-o", "--output", "--threads"};
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            flux_usage(stdout);
-            return -1;
-        }
-        int known = 0;
-        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
-            known |= !strcmp(arg, valued[k]);
-        if (arg[0] != '-')
-            return usage_error(arg, ": unexpected argument (see --help)");
-        if (!known)
-            return usage_error(arg, ": not a Flux option (see tessera generate -m FLUX --help)");
-        if (i + 1 >= argc)
-            return usage_error(arg, " needs a value");
-        int rc = set_option(a, arg, argv[++i]);
-        if (rc)
-            return rc;
+    static const char *valued[2 * N_FLAGS + 1];
+    for (size_t i = 0, n = 0; i < N_FLAGS; i++) {
+        valued[n++] = flags[i].name;
+        if (flags[i].alias)
+            valued[n++] = flags[i].alias;
     }
+    static const gen_options flux_options = {flux_usage, valued, NULL, set_option};
+    *a = (flux_args){.batch = 1, .guidance = 3.5, .strength = -1, .mask_blur = 4};
+    int rc = parse_options(argc, argv, &flux_options, a);
+    if (rc)
+        return rc;
     const char *missing = !a->files.ae       ? "--ae AE"
                           : !a->files.clip_l ? "--clip-l CLIP_L"
                           : !a->files.t5     ? "--t5 T5"
@@ -186,10 +179,7 @@ static int parse_args(int argc, char **argv, flux_args *a)
         return usage_error(missing, " is required for Flux (see tessera generate -m FLUX --help)");
     if (a->mask && !a->init_image)
         return usage_error("--mask needs --init-image", "");
-    const char *dot = strrchr(a->out, '.');
-    if (!dot || (strcasecmp(dot, ".png") && strcasecmp(dot, ".jpg") && strcasecmp(dot, ".jpeg")))
-        return usage_error(a->out, ": the output name must end in .png, .jpg or .jpeg");
-    return 0;
+    return check_output_name(a->out);
 }
 
 int generate_is_flux(int argc, char **argv)
@@ -210,13 +200,12 @@ int generate_is_flux(int argc, char **argv)
 /* ---- the run ------------------------------------------------------------------ */
 
 typedef struct {
+    const flux_args *args;
     ts_flux_model *model;
     ts_t5_tokenizer *tokenizer;
     ts_flux_request req;
     ts_flux_cond cond;
-    ts_image in;
-    float *image, *mask, *pixels;
-    ts_arena *arena;
+    gen_io io;
 } flux_state;
 
 static char *infotext(const flux_args *a, const flux_state *s, uint64_t seed)
@@ -247,31 +236,6 @@ static char *infotext(const flux_args *a, const flux_state *s, uint64_t seed)
     return ts_format_infotext(&info);
 }
 
-/* The input image (and mask) into the request, sizes settled and checked. */
-static int prepare_images(const flux_args *a, flux_state *s)
-{
-    ts_flux_request *r = &s->req;
-    r->width = a->width ? a->width : 1024;
-    r->height = a->height ? a->height : 1024;
-    int rc = 0;
-    if (a->init_image) {
-        rc = load_image(a->init_image, &s->in, &s->image);
-        if (rc == 0 && ((a->width && a->width != s->in.width) || (a->height && a->height != s->in.height)))
-            rc = ts_fail(TS_ERR_ARG, "--width/--height must match the init image (%dx%d) or be left out",
-                         s->in.width, s->in.height);
-        r->width = s->in.width;
-        r->height = s->in.height;
-        r->image = s->image;
-    }
-    rc = rc ? rc : check_size(a->init_image ? "init image width" : "width", r->width, 16);
-    rc = rc ? rc : check_size(a->init_image ? "init image height" : "height", r->height, 16);
-    if (rc == 0 && a->mask) {
-        rc = load_mask(a->mask, &s->in, a->mask_blur, &s->mask);
-        r->mask = s->mask;
-    }
-    return rc;
-}
-
 /* Model, images, request and the prompt's conditioning. */
 static int prepare(const flux_args *a, flux_state *s)
 {
@@ -286,72 +250,45 @@ static int prepare(const flux_args *a, flux_state *s)
     r->shift = dev; /* the reference shifts every model but schnell */
     r->guidance = a->guidance;
     r->strength = a->strength > 0 ? a->strength : a->mask ? 1.0 : 0.75;
-    rc = prepare_images(a, s);
-    if (rc == 0) {
-        s->pixels = malloc((size_t)3 * r->width * r->height * sizeof *s->pixels);
-        /* Address space only: pages are committed as a step touches them. */
-        s->arena = ts_arena_create((size_t)64 << 30);
-        if (!s->pixels || !s->arena)
-            rc = ts_fail(TS_ERR_NOMEM, "out of memory");
-    }
+    gen_io_args io = {a->init_image, a->mask, a->mask_blur, a->width, a->height};
+    rc = gen_io_prepare(&s->io, &io, 1024, 16);
+    r->width = s->io.width;
+    r->height = s->io.height;
+    r->image = s->io.image;
+    r->mask = s->io.mask;
     if (rc == 0 && a->t5_tokenizer)
         rc = ts_t5_tokenizer_load(a->t5_tokenizer, &s->tokenizer);
     int truncated = 0;
-    rc = rc ? rc : ts_flux_encode_prompt(s->model, s->tokenizer, a->prompt, s->arena, &s->cond, &truncated);
+    rc = rc ? rc : ts_flux_encode_prompt(s->model, s->tokenizer, a->prompt, s->io.arena, &s->cond, &truncated);
     if (rc == 0 && truncated)
         fprintf(stderr, "warning: the prompt is longer than the text encoders read; the end is ignored\n");
     r->cond = &s->cond;
     return rc;
 }
 
-static int write_image(const flux_args *a, flux_state *s, int index, uint64_t seed)
+static int generate_one(void *ctx, int index, uint64_t seed, progress_bar *bar)
 {
-    const ts_flux_request *r = &s->req;
-    char path[4096];
-    ts_image out = {0};
-    int rc = ts_image_from_planar(s->pixels, 3, r->width, r->height, 8, TS_RANGE_SIGNED, &out);
-    if (rc)
-        return rc;
-    if (r->mask)
-        compose(&out, &s->in, s->mask);
-    char *text = infotext(a, s, seed);
-    output_path(a->out, index, a->batch, path, sizeof path);
-    ts_image_write_opts opts = {.parameters = text};
-    rc = text ? ts_image_write(path, &out, &opts) : TS_ERR_NOMEM;
-    if (rc == 0)
-        fprintf(stderr, "wrote %s (%dx%d, seed %llu)\n", path, r->width, r->height, (unsigned long long)seed);
+    flux_state *s = ctx;
+    const flux_args *a = s->args;
+    ts_flux_request *r = &s->req;
+    r->seed = seed;
+    r->progress = draw_progress;
+    r->progress_ctx = bar;
+    int rc = ts_flux_generate(s->model, r, s->io.arena, NULL, s->io.pixels);
+    gen_output o = {a->out, a->batch, r->width, r->height, &s->io.in, s->io.mask};
+    char *text = rc ? NULL : infotext(a, s, seed);
+    rc = rc ? rc : write_result(&o, s->io.pixels, index, seed, text);
     free(text);
-    ts_image_free(&out);
     return rc;
 }
 
 static int run(const flux_args *a)
 {
-    flux_state s = {0};
+    flux_state s = {.args = a};
     int rc = prepare(a, &s);
-    uint64_t seed = a->seed;
-    if (rc == 0 && !a->has_seed) {
-        if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
-            seed = (uint64_t)time(NULL);
-        seed &= 0xffffffffu; /* what the UIs accept and show */
-        fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
-    }
-    progress_bar bar = {.images = a->batch, .tty = isatty(STDERR_FILENO)};
-    s.req.progress = draw_progress;
-    s.req.progress_ctx = &bar;
-    for (int i = 0; i < a->batch && rc == 0; i++) {
-        s.req.seed = seed + (uint64_t)i;
-        bar.image = i;
-        bar.start = now();
-        rc = ts_flux_generate(s.model, &s.req, s.arena, NULL, s.pixels);
-        rc = rc ? rc : write_image(a, &s, i, s.req.seed);
-    }
-    ts_arena_destroy(s.arena);
+    rc = rc ? rc : run_batch(a->batch, a->has_seed, a->seed, generate_one, &s);
     ts_t5_tokenizer_free(s.tokenizer);
-    free(s.pixels);
-    free(s.image);
-    free(s.mask);
-    ts_image_free(&s.in);
+    gen_io_free(&s.io);
     ts_flux_model_free(s.model);
     return rc;
 }
@@ -363,9 +300,5 @@ int cmd_generate_flux(int argc, char **argv)
     if (status)
         return status < 0 ? 0 : status;
     ts_threads_set(a.threads);
-    if (run(&a) < 0) {
-        fprintf(stderr, "tessera generate: %s\n", ts_error_message());
-        return 1;
-    }
-    return 0;
+    return report_failure(run(&a));
 }

@@ -19,22 +19,7 @@ edit() { python3 "$here/st_edit.py" "$@"; }
 heads=(--unet-heads 2 --clip-heads 2)
 gen() { "$tessera" generate "${heads[@]}" "$@"; }
 
-# expect CODE PATTERN -- command...: exit status CODE and one stderr line matching PATTERN.
-expect() {
-    local want=$1 pattern=$2
-    shift 3
-    "$@" >"$tmp/out.txt" 2>"$tmp/err.txt"
-    local got=$?
-    if [ "$got" -ne "$want" ]; then
-        bad "$*: exit $got, expected $want"; sed 's/^/    /' "$tmp/err.txt" | tail -3
-    elif ! grep -q -- "$pattern" "$tmp/err.txt"; then
-        bad "$*: no '$pattern' in:"; sed 's/^/    /' "$tmp/err.txt" | tail -3
-    elif [ "$want" -ne 0 ] && [ "$(grep -vc '^$' "$tmp/err.txt")" -ne 1 ]; then
-        bad "$*: the error is not one line:"; sed 's/^/    /' "$tmp/err.txt"
-    else
-        echo "ok: ${pattern}"
-    fi
-}
+. "$here/lib/expect_stderr.sh"
 
 png make image "$tmp/init.png" 64 48
 png make mask "$tmp/mask.png" 64 48

@@ -18,22 +18,7 @@ bad() { echo "FAIL: $*"; fail=1; }
 png() { python3 "$here/png_check.py" "$@"; }
 golden() { python3 "$here/flux_golden.py" "$@"; }
 
-# expect CODE PATTERN -- command...: exit status CODE and one stderr line matching PATTERN.
-expect() {
-    local want=$1 pattern=$2
-    shift 3
-    "$@" >"$tmp/out.txt" 2>"$tmp/err.txt"
-    local got=$?
-    if [ "$got" -ne "$want" ]; then
-        bad "$*: exit $got, expected $want"; sed 's/^/    /' "$tmp/err.txt" | tail -3
-    elif ! grep -q -- "$pattern" "$tmp/err.txt"; then
-        bad "$*: no '$pattern' in:"; sed 's/^/    /' "$tmp/err.txt" | tail -3
-    elif [ "$want" -ne 0 ] && [ "$(grep -vc '^$' "$tmp/err.txt")" -ne 1 ]; then
-        bad "$*: the error is not one line:"; sed 's/^/    /' "$tmp/err.txt"
-    else
-        echo "ok: ${pattern}"
-    fi
-}
+. "$here/lib/expect_stderr.sh"
 
 # The tiny T5 has no real tokenizer: this one maps the case's prompt to its synthetic ids.
 golden tokenizer "$case" "$tmp/tok.json"
@@ -137,7 +122,7 @@ expect 1 "$tmp/garbage.png" -- gen -m "$model" -p x --init-image "$tmp/garbage.p
 [ -e "$tmp/e.png" ] && bad "a failed run left an output file"
 
 expect 2 "--ae AE is required for Flux" -- "$tessera" generate -m "$model" -p x -o "$tmp/e.png"
-expect 2 "-n: not a Flux option" -- gen -m "$model" -p x -n blurry -o "$tmp/e.png"
+expect 2 "unknown option '-n' (see --help)" -- gen -m "$model" -p x -n blurry -o "$tmp/e.png"
 expect 2 "bad value '8,x' for --rope-axes" -- gen -m "$model" -p x -o "$tmp/e.png" --rope-axes 8,x
 expect 2 "bad value '1.5' for --strength" -- gen -m "$model" -p x -o "$tmp/e.png" --strength 1.5
 expect 2 "--mask needs --init-image" -- gen -m "$model" -p x --mask "$tmp/mask.png" -o "$tmp/e.png"
