@@ -71,26 +71,6 @@ typedef struct {
     uint64_t seed;
 } flux_args;
 
-/* "16,56,56": the rotary dims per position axis. */
-static int parse_axes(const char *s, ts_flux_config *cfg)
-{
-    *cfg = ts_flux_config_default();
-    cfg->n_axes = 0;
-    for (const char *p = s; cfg->n_axes < TS_FLUX_MAX_AXES; p++) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 2 || v > 4096 || v % 2)
-            return -1;
-        cfg->axes_dim[cfg->n_axes++] = (int)v;
-        if (*end == '\0')
-            return 0;
-        if (*end != ',')
-            return -1;
-        p = end;
-    }
-    return -1;
-}
-
 /* The flags, as a table: kind says how the value is read into the field at `at`
  * (lo..hi for numbers); `seen` (when set) records that the flag was given. */
 typedef enum { FLAG_TEXT, FLAG_INT, FLAG_REAL, FLAG_SEED, FLAG_AXES } flag_kind;
@@ -143,7 +123,7 @@ static int set_option(void *args, const char *arg, const char *val)
     else if (f->kind == FLAG_SEED)
         bad = parse_seed(val, (uint64_t *)field);
     else
-        bad = parse_axes(val, (ts_flux_config *)field);
+        bad = ts_flux_config_parse(val, (ts_flux_config *)field) ? -1 : 0;
     if (f->seen)
         *(int *)((char *)args + f->seen) = 1;
     return bad ? bad_value(arg, val) : 0;
