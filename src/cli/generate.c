@@ -10,6 +10,10 @@
  * output carries no timestamp).  Sizes that the model cannot take are refused
  * with the nearest valid ones named, rather than silently changed: a user who asks
  * for 1000 pixels should know they are getting 960 or 1024.
+ *
+ * The other families' front ends (generate_flux.c) are handed the command when -m
+ * names one of their models, and share this file's option walk, inputs, batch loop
+ * and output writing (generate_common.h), so every family behaves alike.
  */
 #include <math.h>
 #include <stdio.h>
