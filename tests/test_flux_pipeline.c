@@ -3,18 +3,21 @@
  * stored-noise path number by number): the seeded path draws exactly the torch
  * noise it documents, the prompt route gives the case's CLIP ids, img2img starts
  * where its rule says on the truncated schedule, inpainting's extremes (nothing
- * kept, everything kept) reduce to txt2img and to the input, the bundle refuses
+ * kept, everything kept) reduce to txt2img and to the input, a transformer with
+ * guidance_in is run as dev (512 T5 positions, shifted schedule), the bundle refuses
  * mismatched parts, and bad requests fail with an error instead of running.  Uses
  * the tiny models of the golden case.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "golden_file.h"
 #include "pipeline/flux.h"
 #include "sample/rng.h"
 #include "sample/schedule.h"
+#include "st_build.h"
 #include "test.h"
 
 #define H 32
@@ -242,6 +245,77 @@ static void test_inpaint_extremes(void)
     teardown(&f);
 }
 
+/* The case's transformer plus a zero guidance_in, written to path: a dev model whose
+ * guidance embedding adds nothing. */
+static int write_dev_model(const char *src, const char *path)
+{
+    ts_safetensors *st = NULL;
+    if (ts_st_open(src, &st))
+        return -1;
+    static st_build b;
+    for (size_t i = 0; i < ts_st_count(st); i++) {
+        const ts_st_tensor *t = ts_st_at(st, i);
+        st_build_add(&b, t->name, t->dtype, t->ndim, t->shape, ts_st_data(st, t));
+    }
+    ts_st_close(st);
+    static const float zeros[64 * 256];
+    st_build_add(&b, "guidance_in.in_layer.weight", TS_DTYPE_F32, 2, (int64_t[]){64, 256}, zeros);
+    st_build_add(&b, "guidance_in.in_layer.bias", TS_DTYPE_F32, 1, (int64_t[]){64}, zeros);
+    st_build_add(&b, "guidance_in.out_layer.weight", TS_DTYPE_F32, 2, (int64_t[]){64, 64}, zeros);
+    st_build_add(&b, "guidance_in.out_layer.bias", TS_DTYPE_F32, 1, (int64_t[]){64}, zeros);
+    size_t len;
+    void *img = st_build_finish(&b, &len);
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(img, 1, len, f) == len;
+    ok = f && fclose(f) == 0 && ok;
+    free(img);
+    return ok ? 0 : -1;
+}
+
+/* Dev is told from schnell by guidance_in: T5 rows of 512, and the schedule shifted
+ * for the image's token count (what the CLI asks for with shift = dev). */
+static void test_dev_model(void)
+{
+    ts_flux_files files = case_files();
+    char path[4096];
+    const char *dir = getenv("TESSERA_TEST_TMP");
+    snprintf(path, sizeof path, "%s/flux_dev_%d.safetensors", dir ? dir : "/tmp", (int)getpid());
+    CHECK(write_dev_model(files.model, path) == 0);
+    files.model = path;
+    ts_flux_model *m = NULL;
+    CHECK(ts_flux_model_load(&files, &m) == 0);
+    if (!m) {
+        remove(path);
+        return;
+    }
+    CHECK(ts_flux_has_guidance(m->flux) && ts_flux_t5_length(m) == 512);
+    static int32_t t5[512], clip[TS_FLUX_CLIP_TOKENS];
+    for (int i = 0; i < 512; i++)
+        t5[i] = -1;
+    CHECK(ts_flux_tokenize(m, NULL, "a cat", t5, clip, NULL) == 0);
+    int eos = 0;
+    while (eos < 512 && t5[eos] != TS_T5_EOS)
+        eos++;
+    CHECK(eos > 0 && eos < 16);
+    for (int i = eos + 1; i < 512; i++)
+        CHECK(t5[i] == TS_T5_PAD);
+    ts_arena *arena = ts_arena_create((size_t)1 << 28);
+    ts_flux_cond cond;
+    static seen s;
+    static float lat[LAT], img[3 * H * W];
+    float want[4];
+    CHECK(encode(m, arena, &cond) == 0);
+    ts_flux_request r = {.width = W, .height = H, .steps = 3, .shift = 1, .guidance = 3.5, .cond = &cond,
+                         .seed = 5, .probe = record, .probe_ctx = &s};
+    CHECK(ts_flux_generate(m, &r, arena, lat, img) == 0);
+    CHECK(ts_schedule_flux(3, (H / 16) * (W / 16), 1, 0.5, 1.15, want) == 0);
+    CHECK(s.n_sigmas == 4 && memcmp(s.sigmas, want, sizeof want) == 0);
+    CHECK(s.sigmas[1] > 2.0f / 3.0f); /* shifted towards noise */
+    ts_arena_destroy(arena);
+    ts_flux_model_free(m);
+    remove(path);
+}
+
 static void test_bad_requests_fail(void)
 {
     ts_flux_files files = case_files();
@@ -282,4 +356,4 @@ static void test_bad_requests_fail(void)
 }
 
 TEST_MAIN(TEST(test_seed_is_torch_noise), TEST(test_prompt_ids), TEST(test_img2img_start), TEST(test_inpaint_extremes),
-          TEST(test_bad_requests_fail))
+          TEST(test_dev_model), TEST(test_bad_requests_fail))
