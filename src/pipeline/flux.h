@@ -20,11 +20,12 @@
  * either encoder, so A1111 emphasis syntax is stripped to its words (ts_prompt_strip)
  * rather than sent to T5 as literal brackets.
  *
- * img2img and inpainting follow ComfyUI (Flux's reference has neither): at strength
- * d sampling runs the last steps+1 sigmas of the int(steps / d)-step schedule (dev's
- * time shift computed for that longer schedule), so `steps` is always the number of
- * model calls (diffusers' FluxImg2ImgPipeline instead runs the last int(steps * d) of
- * `steps`); it starts from sigma * noise + (1 - sigma) * latent, the latent being the
+ * img2img and inpainting follow ComfyUI (the reference CLI offers neither for the
+ * base models): at strength d sampling runs the last steps+1 sigmas of the
+ * int(steps / d)-step schedule (dev's time shift computed for that longer schedule),
+ * so `steps` is always the number of model calls (diffusers' FluxImg2ImgPipeline
+ * instead runs the last int(steps * d) of `steps`); it starts from
+ * sigma * noise + (1 - sigma) * latent, the latent being the
  * AutoEncoder's posterior mean in model space.  Inpainting blends, before every model
  * call, the sample outside the mask (bilinearly downsampled to the latent) with the
  * init latent at the current sigma, and the denoised estimate with the init latent
