@@ -251,6 +251,28 @@ static void test_literal_eos_pad0(void)
     ts_prompt_tokens_free(&t);
 }
 
-TEST_MAIN(TEST(test_a1111_doctests), TEST(test_brackets), TEST(test_escapes), TEST(test_break_syntax),
+/* The words without the syntax, as Flux's encoders get them. */
+static void test_strip(void)
+{
+    static const char *const cases[][2] = {
+        {"a (red:1.3) car", "a red car"},
+        {"((a)) [[b]] (c:0.5)", "a b c"},
+        {"a \\(b\\) \\[c\\]", "a (b) [c]"},
+        {"x BREAK y", "x y"},
+        {"(unclosed", "unclosed"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = NULL;
+        CHECK(ts_prompt_strip(cases[i][0], &out) == TS_OK);
+        CHECK_MSG(out && strcmp(out, cases[i][1]) == 0, "'%s' -> '%s', expected '%s'", cases[i][0], out ? out : "",
+                  cases[i][1]);
+        free(out);
+    }
+    char *out = NULL;
+    CHECK(ts_prompt_strip("(x:1.2.3)", &out) == TS_ERR_ARG && out == NULL);
+}
+
+TEST_MAIN(TEST(test_strip), TEST(test_a1111_doctests), TEST(test_brackets), TEST(test_escapes), TEST(test_break_syntax),
           TEST(test_bad_weight), TEST(test_weights_per_token), TEST(test_empty_prompt), TEST(test_long_prompt_chunks),
           TEST(test_comma_backtrack), TEST(test_break_chunks), TEST(test_literal_eos_pad0))

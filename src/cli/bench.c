@@ -415,6 +415,7 @@ static const struct {
     {"t5", bench_t5_main, "one T5 encoder pass on a checkpoint: time and peak memory"},
     {"unet", bench_unet_main, "UNet sampling steps (SD1, SD2, SDXL) on a checkpoint: time and peak memory"},
     {"vae", bench_vae_main, "one VAE decode on a checkpoint: time and peak memory"},
+    {"flux", bench_flux_main, "Flux transformer steps on a checkpoint: time and peak memory"},
 };
 
 static void bench_usage(FILE *f)

@@ -12,6 +12,7 @@
 int bench_t5_main(int argc, char **argv);
 int bench_unet_main(int argc, char **argv);
 int bench_vae_main(int argc, char **argv);
+int bench_flux_main(int argc, char **argv);
 
 /* Monotonic wall clock, seconds. */
 double bench_wall_seconds(void);

@@ -1,13 +1,17 @@
 /*
- * tessera bench unet / tessera bench vae: the two model workloads of a Stable
- * Diffusion image, timed on a real checkpoint with random inputs (the cost of a pass
- * does not depend on the values it reads).
+ * tessera bench unet / vae / flux: the model workloads of an image (a Stable
+ * Diffusion UNet step, a VAE decode, a Flux transformer step), timed on a real
+ * checkpoint with random inputs (the cost of a pass does not depend on the values it
+ * reads).
  *
  * `unet` runs K sampling steps with no warm-up: the first pass also faults the
  * memory-mapped weights in from the page cache (or the disk), so it is reported
  * apart from the median of the others.  With CFG the conditional and unconditional
  * halves go through as one batch of 2, which is how a sampler runs them, so one
  * forward is one sampling step.  `vae` is a single decode, the end of every image.
+ * `flux` runs K transformer steps over the image's packed tokens and schnell's 256
+ * (dev: 512) text tokens; checkpoints cut down to a few blocks (random-checkpoint
+ * --subset) give the per-block cost of a model too large to page through RAM.
  *
  * Both print wall time and process CPU time divided by the thread count: the machine
  * this is developed on is shared, and the CPU figure is the one that compares with
@@ -23,6 +27,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "models/family.h"
+#include "models/flux.h"
 #include "models/unet.h"
 #include "models/vae.h"
 
@@ -35,6 +40,7 @@ typedef struct {
     long width, height, threads, steps;
     double cfg;
     int json;
+    ts_flux_config rope; /* flux */
 } model_opts;
 
 typedef struct {
@@ -50,17 +56,25 @@ static void models_usage(FILE *f, const char *suite)
                    "uncond) unless --cfg is 1 (default 7).  Prints the first step (cold weights) and the median\n"
                    "of the others, as wall and CPU/threads seconds, and the peak resident memory.  FILE is a\n"
                    "checkpoint or UNet-only file, .safetensors or .gguf.\n");
+    else if (strcmp(suite, "flux") == 0)
+        fprintf(f, "usage: tessera bench flux --model FILE --width W --height H [--threads N] [--steps K] "
+                   "[--rope-axes A,B,C] [--json]\n\n"
+                   "Runs K (default 1) Flux transformer steps on random inputs for a WxH image (multiples of\n"
+                   "16) and 256 text tokens (dev: 512).  Prints the first step (cold weights) and the median\n"
+                   "of the others, as wall and CPU/threads seconds, and the peak resident memory.\n"
+                   "--rope-axes: the rotary split of a head, for test models (default 16,56,56).\n");
     else
         fprintf(f, "usage: tessera bench vae --model FILE --width W --height H [--threads N] [--json]\n\n"
                    "Runs one VAE decode of a random latent to a WxH image and prints its wall and\n"
                    "CPU/threads seconds and the peak resident memory (FILE: .safetensors or .gguf).\n");
 }
 
-/* Parses the options of `suite` ("unet" takes --cfg and --steps too): 0, or the exit status. */
+/* Parses the options of `suite` ("unet" takes --cfg and --steps too, "flux" --steps and
+ * --rope-axes): 0, or the exit status. */
 static int parse_model_opts(int argc, char **argv, model_opts *o, int *done)
 {
-    int unet = strcmp(argv[0], "unet") == 0;
-    *o = (model_opts){.cfg = 7.0, .steps = 1};
+    int unet = strcmp(argv[0], "unet") == 0, flux = strcmp(argv[0], "flux") == 0;
+    *o = (model_opts){.cfg = 7.0, .steps = 1, .rope = ts_flux_config_default()};
     *done = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -87,8 +101,10 @@ static int parse_model_opts(int argc, char **argv, model_opts *o, int *done)
             bad = bench_parse_count(a, v, 8, &o->height);
         } else if (strcmp(a, "--threads") == 0) {
             bad = bench_parse_count(a, v, 0, &o->threads) || o->threads > 256;
-        } else if (unet && strcmp(a, "--steps") == 0) {
+        } else if ((unet || flux) && strcmp(a, "--steps") == 0) {
             bad = bench_parse_count(a, v, 1, &o->steps);
+        } else if (flux && strcmp(a, "--rope-axes") == 0) {
+            bad = ts_flux_config_parse(v, &o->rope) != 0;
         } else if (unet && strcmp(a, "--cfg") == 0) {
             char *end;
             o->cfg = strtod(v, &end);
@@ -106,8 +122,9 @@ static int parse_model_opts(int argc, char **argv, model_opts *o, int *done)
         models_usage(stderr, argv[0]);
         return 2;
     }
-    if (o->width % 8 || o->height % 8) {
-        fprintf(stderr, "tessera bench: --width and --height must be multiples of 8\n");
+    int mult = flux ? 16 : 8;
+    if (o->width % mult || o->height % mult) {
+        fprintf(stderr, "tessera bench: --width and --height must be multiples of %d\n", mult);
         return 2;
     }
     ts_threads_set((int)o->threads);
@@ -226,30 +243,43 @@ static void unet_report(const model_opts *o, const unet_result *r, const ts_aren
     print_memory_text(arena);
 }
 
-static int unet_steps(const ts_unet *unet, const model_opts *o, const unet_batch *b, ts_arena *arena,
-                      unet_result *r)
+/* One forward of a stepping suite's network on its prepared inputs. */
+typedef int (*step_fn)(const void *call, ts_arena *arena);
+
+/* Times o->steps calls of step: the first apart (cold weights), the median of the rest. */
+static int timed_steps(step_fn step, const void *call, const model_opts *o, ts_arena *arena, timing *first,
+                       timing *rest)
 {
     double *wall = malloc((size_t)o->steps * sizeof *wall), *cpu = malloc((size_t)o->steps * sizeof *cpu);
     int rc = wall && cpu ? 0 : ts_fail(TS_ERR_NOMEM, "out of memory");
-    ts_unet_inputs in = {.x = &b->x, .timesteps = b->timesteps, .context = &b->context,
-                         .y = b->y.data ? &b->y : NULL};
     size_t mark = ts_arena_mark(arena);
     for (long k = 0; k < o->steps && !rc; k++) {
         double w0 = bench_wall_seconds(), c0 = bench_cpu_seconds();
-        ts_tensor eps;
-        rc = ts_unet_forward(unet, &in, arena, &eps);
+        rc = step(call, arena);
         timing t = time_since(w0, c0, o->threads);
         wall[k] = t.wall, cpu[k] = t.cpu;
         ts_arena_reset(arena, mark);
     }
     if (!rc) {
-        r->first = (timing){wall[0], cpu[0]};
-        r->rest = o->steps > 1 ? (timing){median(wall + 1, o->steps - 1), median(cpu + 1, o->steps - 1)}
-                               : (timing){-1.0, -1.0};
+        *first = (timing){wall[0], cpu[0]};
+        *rest = o->steps > 1 ? (timing){median(wall + 1, o->steps - 1), median(cpu + 1, o->steps - 1)}
+                             : (timing){-1.0, -1.0};
     }
     free(wall);
     free(cpu);
     return rc;
+}
+
+typedef struct {
+    const ts_unet *unet;
+    ts_unet_inputs in;
+} unet_call;
+
+static int unet_step(const void *call, ts_arena *arena)
+{
+    const unet_call *c = call;
+    ts_tensor eps;
+    return ts_unet_forward(c->unet, &c->in, arena, &eps);
 }
 
 static int bench_unet(const model_opts *o)
@@ -275,7 +305,9 @@ static int bench_unet(const model_opts *o)
     rc = rc ? rc : unet_batch_make(unet, o, r.batch, &b);
     if (!rc && !(arena = ts_arena_create(BENCH_ARENA_BYTES)))
         rc = TS_ERR_NOMEM;
-    rc = rc ? rc : unet_steps(unet, o, &b, arena, &r);
+    unet_call call = {unet, {.x = &b.x, .timesteps = b.timesteps, .context = &b.context,
+                             .y = b.y.data ? &b.y : NULL}};
+    rc = rc ? rc : timed_steps(unet_step, &call, o, arena, &r.first, &r.rest);
     if (!rc)
         unet_report(o, &r, arena);
     unet_batch_free(&b);
@@ -325,6 +357,104 @@ static int bench_vae(const model_opts *o)
     return rc;
 }
 
+/* ---- flux ---- */
+
+/* Random inputs of one step: tokens, text, pooled vector; ids as sampling makes them. */
+typedef struct {
+    const ts_flux *flux;
+    ts_tensor img, img_ids, txt, txt_ids, y;
+    float t, guidance;
+    ts_flux_inputs in;
+} flux_call;
+
+static void flux_call_free(flux_call *c)
+{
+    free(c->img.data);
+    free(c->img_ids.data);
+    free(c->txt.data);
+    free(c->txt_ids.data);
+    free(c->y.data);
+}
+
+static int flux_call_make(const ts_flux *flux, const model_opts *o, flux_call *c)
+{
+    unsigned seed = 2024;
+    int64_t li = (o->height / 16) * (o->width / 16), lt = ts_flux_has_guidance(flux) ? 512 : 256;
+    int64_t ctx = ts_flux_context_dim(flux), vec = ts_flux_vec_dim(flux);
+    *c = (flux_call){.flux = flux, .t = 1.0f, .guidance = 3.5f};
+    c->img = ts_tensor_view(bench_random_floats((size_t)(li * ts_flux_in_channels(flux)), &seed), 3,
+                            (int64_t[]){1, li, ts_flux_in_channels(flux)});
+    c->txt = ts_tensor_view(bench_random_floats((size_t)(lt * ctx), &seed), 3, (int64_t[]){1, lt, ctx});
+    c->y = ts_tensor_view(bench_random_floats((size_t)vec, &seed), 2, (int64_t[]){1, vec});
+    c->img_ids = ts_tensor_view(malloc((size_t)li * 3 * sizeof(float)), 3, (int64_t[]){1, li, 3});
+    c->txt_ids = ts_tensor_view(calloc((size_t)lt * 3, sizeof(float)), 3, (int64_t[]){1, lt, 3});
+    if (!c->img_ids.data || !c->txt_ids.data)
+        return ts_fail(TS_ERR_NOMEM, "out of memory");
+    ts_flux_img_ids(o->height / 8, o->width / 8, c->img_ids.data);
+    c->in = (ts_flux_inputs){.img = &c->img, .img_ids = &c->img_ids, .txt = &c->txt, .txt_ids = &c->txt_ids,
+                             .y = &c->y, .timesteps = &c->t, .guidance = &c->guidance};
+    return 0;
+}
+
+static int flux_step(const void *call, ts_arena *arena)
+{
+    const flux_call *c = call;
+    ts_tensor v;
+    return ts_flux_forward(c->flux, &c->in, arena, &v);
+}
+
+static void flux_report(const model_opts *o, const ts_flux *flux, const char *family, double load, timing first,
+                        timing rest, const ts_arena *arena)
+{
+    int64_t li = (o->height / 16) * (o->width / 16), lt = ts_flux_has_guidance(flux) ? 512 : 256;
+    if (o->json) {
+        printf("{\"suite\": \"flux\", \"family\": \"%s\", \"width\": %ld, \"height\": %ld, "
+               "\"double_blocks\": %d, \"single_blocks\": %d, \"image_tokens\": %lld, \"text_tokens\": %lld, "
+               "\"threads\": %ld, \"steps\": %ld, \"load_seconds\": %.3f, \"first_step_seconds\": %.3f, "
+               "\"first_step_cpu_seconds\": %.3f, \"step_seconds\": %.3f, \"step_cpu_seconds\": %.3f",
+               family, o->width, o->height, ts_flux_double_blocks(flux), ts_flux_single_blocks(flux), (long long)li,
+               (long long)lt, o->threads, o->steps, load, first.wall, first.cpu, rest.wall >= 0 ? rest.wall : first.wall,
+               rest.wall >= 0 ? rest.cpu : first.cpu);
+        print_memory_json(arena);
+        return;
+    }
+    printf("model    %s: %s transformer, %d double + %d single blocks; %ldx%ld = %lld image + %lld text tokens, "
+           "%ld threads; open + load %.3f s\n",
+           o->model, family, ts_flux_double_blocks(flux), ts_flux_single_blocks(flux), o->width, o->height,
+           (long long)li, (long long)lt, o->threads, load);
+    printf("step     first (cold weights) %.3f s wall, %.3f s cpu/thread\n", first.wall, first.cpu);
+    if (rest.wall >= 0)
+        printf("step     median of the other %ld: %.3f s wall, %.3f s cpu/thread\n", o->steps - 1, rest.wall, rest.cpu);
+    print_memory_text(arena);
+}
+
+static int bench_flux(const model_opts *o)
+{
+    ts_weights *wf = NULL;
+    ts_flux *flux = NULL;
+    ts_arena *arena = NULL;
+    ts_model_info info;
+    flux_call call = {0};
+    timing first = {0, 0}, rest = {-1, -1};
+    double t0 = bench_wall_seconds();
+    int rc = ts_weights_open(o->model, &wf);
+    rc = rc ? rc : ts_family_require(wf, TS_FAMILY_BIT(TS_FAMILY_FLUX_SCHNELL) | TS_FAMILY_BIT(TS_FAMILY_FLUX_DEV),
+                                     &info);
+    rc = rc ? rc : ts_flux_load(wf, info.comp[TS_COMP_FLUX].prefix, o->rope, &flux);
+    double load = bench_wall_seconds() - t0;
+    rc = rc ? rc : flux_call_make(flux, o, &call);
+    if (!rc && !(arena = ts_arena_create(BENCH_ARENA_BYTES)))
+        rc = TS_ERR_NOMEM;
+    rc = rc ? rc : timed_steps(flux_step, &call, o, arena, &first, &rest);
+    if (!rc)
+        flux_report(o, flux, ts_family_name(info.family), load, first, rest, arena);
+    flux_call_free(&call);
+    ts_arena_destroy(arena);
+    ts_flux_free(flux);
+    ts_weights_close(wf);
+    return rc;
+}
+
 static int run_suite(int argc, char **argv, int (*bench)(const model_opts *o))
 {
     model_opts o;
@@ -347,4 +477,9 @@ int bench_unet_main(int argc, char **argv)
 int bench_vae_main(int argc, char **argv)
 {
     return run_suite(argc, argv, bench_vae);
+}
+
+int bench_flux_main(int argc, char **argv)
+{
+    return run_suite(argc, argv, bench_flux);
 }

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/generate_common.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "io/image.h"
@@ -132,44 +133,6 @@ typedef struct {
     uint64_t seed;
     region_arg regions[MAX_REGIONS];
 } gen_args;
-
-static int bad_value(const char *flag, const char *val)
-{
-    fprintf(stderr, "tessera generate: bad value '%s' for %s\n", val, flag);
-    return 2;
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!s[0] || *end || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (!s[0] || *end || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_seed(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s[0] || s[0] == '-')
-        return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end)
-        return -1;
-    *out = v;
-    return 0;
-}
 
 /* "X,Y,W,H:PROMPT" or, for a mask, "FILE:PROMPT". */
 static int parse_region(gen_args *a, const char *val, int is_mask)
@@ -534,119 +497,8 @@ static int restore_settings(const ts_run_state *st, const char *path, gen_args *
 
 /* ---- progress ----------------------------------------------------------------- */
 
-typedef struct {
-    double start;
-    int image, images, tty;
-    int first;      /* the step the run (re)started at */
-    int stop_after; /* TESSERA_STOP_AFTER_STEP */
-    int steps_made; /* by this process, over all passes and images */
-} progress_bar;
-
-/* The signal that asked the run to stop (SIGINT, SIGTERM), or 0. */
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop_signal(int sig) { stop_signal = sig; }
-
-/* The first SIGINT or SIGTERM stops the run at the next step boundary; the handler
- * then resets, so a second one ends the process at once. */
-static void catch_stop_signals(void)
-{
-    struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* "step 7/20 [#######.............] 1.52 it/s, ETA 9 s" (s/it below one step a second,
- * as the web UIs show it); on a terminal redrawn in place, else one line per step. */
-static int draw_progress(void *ctx, int done, int steps)
-{
-    progress_bar *p = ctx;
-    double spent = now() - p->start, rate = spent > 0 ? (done - p->first) / spent : 0;
-    char bar[21];
-    for (int i = 0; i < 20; i++)
-        bar[i] = i < done * 20 / steps ? '#' : '.';
-    bar[20] = '\0';
-    char speed[32];
-    if (rate >= 1 || rate == 0)
-        snprintf(speed, sizeof speed, "%.2f it/s", rate);
-    else
-        snprintf(speed, sizeof speed, "%.2f s/it", 1 / rate);
-    char image[32] = "";
-    if (p->images > 1)
-        snprintf(image, sizeof image, "image %d/%d ", p->image + 1, p->images);
-    fprintf(stderr, "%s%sstep %d/%d [%s] %s, ETA %.0f s%s", p->tty ? "\r" : "", image, done, steps, bar, speed,
-            rate > 0 ? (steps - done) / rate : 0.0, p->tty && done < steps ? "   " : "\n");
-    if (++p->steps_made == p->stop_after)
-        raise(SIGINT);
-    if (stop_signal && p->tty)
-        fputc('\n', stderr);
-    return stop_signal != 0;
-}
 
 /* ---- images ------------------------------------------------------------------- */
-
-/* The input image as RGB 8-bit, planar in [-1, 1]. */
-static int load_image(const char *path, ts_image *rgb, float **planar)
-{
-    ts_image raw = {0};
-    int rc = ts_image_read(path, &raw);
-    rc = rc ? rc : ts_image_convert(&raw, 3, 8, rgb);
-    ts_image_free(&raw);
-    if (rc)
-        return rc;
-    *planar = malloc((size_t)3 * rgb->width * rgb->height * sizeof **planar);
-    if (!*planar)
-        return ts_fail(TS_ERR_NOMEM, "out of memory");
-    ts_image_to_planar(rgb, TS_RANGE_SIGNED, *planar);
-    return 0;
-}
-
-/* The mask as one plane in [0, 1] (white = repaint), blurred. */
-static int load_mask(const char *path, const ts_image *image, double blur, float **mask)
-{
-    ts_image raw = {0}, gray = {0};
-    int rc = ts_image_read(path, &raw);
-    rc = rc ? rc : ts_image_convert(&raw, 1, 8, &gray);
-    ts_image_free(&raw);
-    if (rc == 0 && (gray.width != image->width || gray.height != image->height))
-        rc = ts_fail(TS_ERR_ARG, "%s: the mask is %dx%d but the init image is %dx%d", path, gray.width, gray.height,
-                     image->width, image->height);
-    if (rc == 0) {
-        *mask = malloc((size_t)gray.width * gray.height * sizeof **mask);
-        if (!*mask)
-            rc = ts_fail(TS_ERR_NOMEM, "out of memory");
-    }
-    if (rc == 0) {
-        ts_image_to_planar(&gray, TS_RANGE_UNIT, *mask);
-        rc = ts_blur_plane(*mask, gray.height, gray.width, blur);
-    }
-    ts_image_free(&gray);
-    return rc;
-}
-
-/* Where the mask is 0 the input pixel is kept as it was, byte for byte; elsewhere
- * generated and input pixels are mixed by the mask. */
-static void compose(ts_image *out, const ts_image *in, const float *mask)
-{
-    uint8_t *o = out->data;
-    const uint8_t *src = in->data;
-    size_t pixels = (size_t)out->width * out->height;
-    for (size_t p = 0; p < pixels; p++) {
-        double m = mask[p];
-        for (int c = 0; c < 3; c++) {
-            size_t i = p * 3 + c;
-            o[i] = m <= 0 ? src[i] : (uint8_t)lrint(m * o[i] + (1 - m) * src[i]);
-        }
-    }
-}
 
 /* ---- the run ------------------------------------------------------------------ */
 
@@ -654,18 +506,6 @@ static const char *a1111_sampler(ts_sampler s)
 {
     static const char *const names[TS_SAMPLER_COUNT] = {"Euler", "Euler a", "Heun", "DPM++ 2M", "DPM++ 2M SDE", "LCM"};
     return (unsigned)s < TS_SAMPLER_COUNT ? names[s] : ts_sampler_name(s);
-}
-
-static void output_path(const char *out, int index, int count, char *buf, size_t size)
-{
-    if (count == 1) {
-        snprintf(buf, size, "%s", out);
-        return;
-    }
-    const char *dot = strrchr(out, '.'), *slash = strrchr(out, '/');
-    if (!dot || (slash && dot < slash))
-        dot = out + strlen(out);
-    snprintf(buf, size, "%.*s-%d%s", (int)(dot - out), out, index + 1, dot);
 }
 
 static char *infotext(const gen_args *a, const ts_sd_request *r, const ts_sd_highres *highres, uint64_t seed)
@@ -710,24 +550,10 @@ static char *infotext(const gen_args *a, const ts_sd_request *r, const ts_sd_hig
     return ts_format_infotext(&info);
 }
 
-/* Suggests the valid sizes on either side of a refused one. */
-static int check_size(const char *what, int v, int mult)
-{
-    if (v % mult == 0)
-        return 0;
-    int lo = v / mult * mult, hi = lo + mult;
-    if (lo == 0)
-        return ts_fail(TS_ERR_ARG, "%s %d is not a multiple of %d, as this model needs; use %d", what, v, mult, hi);
-    return ts_fail(TS_ERR_ARG, "%s %d is not a multiple of %d, as this model needs; use %d or %d", what, v, mult, lo,
-                   hi);
-}
-
 typedef struct {
     ts_sd_model *model;
     ts_sd_request req;
-    ts_image in;
-    float *image, *mask, *pixels;
-    ts_arena *arena;
+    gen_io io;
     ts_vae_tiling vae_tiling;
     ts_sd_highres highres;
     int use_highres;
@@ -847,51 +673,23 @@ static int prepare(const gen_args *a, gen_state *s)
     rc = ts_sampler_from_name(a->sampler, &r->sampler);
     rc = rc ? rc : ts_scheduler_from_name(a->scheduler, &r->scheduler);
     rc = rc ? rc : ts_sd_check_mode(m, r->mode);
-    r->width = a->width ? a->width : m->native_size;
-    r->height = a->height ? a->height : m->native_size;
-    if (rc == 0 && a->init_image) {
-        rc = load_image(a->init_image, &s->in, &s->image);
-        if (rc == 0 && ((a->width && a->width != s->in.width) || (a->height && a->height != s->in.height)))
-            rc = ts_fail(TS_ERR_ARG, "--width/--height must match the init image (%dx%d) or be left out",
-                         s->in.width, s->in.height);
-        r->width = s->in.width;
-        r->height = s->in.height;
-        r->image = s->image;
-    }
-    rc = rc ? rc : check_size(a->init_image ? "init image width" : "width", r->width, m->size_multiple);
-    rc = rc ? rc : check_size(a->init_image ? "init image height" : "height", r->height, m->size_multiple);
-    if (rc == 0 && a->mask) {
-        rc = load_mask(a->mask, &s->in, a->mask_blur, &s->mask);
-        r->mask = s->mask;
-    }
+    gen_io_args io = {a->init_image, a->mask, a->mask_blur, a->width, a->height};
+    rc = rc ? rc : gen_io_prepare(&s->io, &io, m->native_size, m->size_multiple);
+    r->width = s->io.width;
+    r->height = s->io.height;
+    r->image = s->io.image;
+    r->mask = s->io.mask;
     rc = rc ? rc : configure_highres(a, s);
-    if (rc == 0) {
-        s->pixels = malloc((size_t)3 * r->width * r->height * sizeof *s->pixels);
-        /* Address space only: pages are committed as a step touches them. */
-        s->arena = ts_arena_create((size_t)64 << 30);
-        rc = !s->arena ? TS_ERR_NOMEM : !s->pixels ? ts_fail(TS_ERR_NOMEM, "out of memory") : 0;
-    }
     return rc;
 }
 
 static int write_image(const gen_args *a, gen_state *s, int index, uint64_t seed)
 {
     const ts_sd_request *r = &s->req;
-    char path[4096];
-    ts_image out = {0};
-    int rc = ts_image_from_planar(s->pixels, 3, r->width, r->height, 8, TS_RANGE_SIGNED, &out);
-    if (rc)
-        return rc;
-    if (r->mode == TS_SD_INPAINT)
-        compose(&out, &s->in, s->mask);
+    gen_output o = {a->out, a->batch, r->width, r->height, &s->io.in, r->mode == TS_SD_INPAINT ? s->io.mask : NULL};
     char *text = infotext(a, r, s->use_highres ? &s->highres : NULL, seed);
-    output_path(a->out, index, a->batch, path, sizeof path);
-    ts_image_write_opts opts = {.parameters = text};
-    rc = text ? ts_image_write(path, &out, &opts) : TS_ERR_NOMEM;
-    if (rc == 0)
-        fprintf(stderr, "wrote %s (%dx%d, seed %llu)\n", path, r->width, r->height, (unsigned long long)seed);
+    int rc = write_result(&o, s->io.pixels, index, seed, text);
     free(text);
-    ts_image_free(&out);
     return rc;
 }
 
@@ -921,7 +719,7 @@ static int report_stop(const stop_ctx *c, int rc)
         fprintf(stderr, "tessera generate: %s; the run could not be kept: %s\n", c->why, ts_error_message());
     else
         fprintf(stderr, "tessera generate: %s\n", ts_error_message());
-    return rc == TS_ERR_CANCELLED ? 128 + (stop_signal ? stop_signal : SIGINT) : 1;
+    return rc == TS_ERR_CANCELLED ? 128 + (stop_signal_caught() ? stop_signal_caught() : SIGINT) : 1;
 }
 
 /* Makes the images (from the state `from` on, when resuming); returns the exit status. */
@@ -933,16 +731,8 @@ static int run(const gen_args *a, const ts_run_state *from)
     snprintf(stop.path, sizeof stop.path, "%s.state", a->out);
     int rc = prepare(a, &s);
     rc = rc ? rc : ts_sd_encode_prompts(s.model, a->prompt, a->negative, a->clip_skip, &prompts);
-    uint64_t seed = a->seed;
-    if (rc == 0 && !a->has_seed) {
-        if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
-            seed = (uint64_t)time(NULL);
-        seed &= 0xffffffffu; /* what the UIs accept and show */
-        fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
-    }
-    const char *stop_after = getenv("TESSERA_STOP_AFTER_STEP");
-    progress_bar bar = {.images = a->batch, .tty = isatty(STDERR_FILENO),
-                        .stop_after = stop_after ? atoi(stop_after) : -1};
+    uint64_t seed = rc == 0 ? pick_seed(a->has_seed, a->seed) : 0;
+    progress_bar bar = progress_bar_for(a->batch);
     for (int k = 0; rc == 0 && k < a->region_count; k++) {
         rc = ts_sd_encode_prompts(s.model, a->regions[k].prompt, a->negative, a->clip_skip, &s.region_prompts[k]);
         s.regions[k].cond = s.region_prompts[k].cond;
@@ -963,8 +753,8 @@ static int run(const gen_args *a, const ts_run_state *from)
         stop.settings = settings_json(a, &s.req, seed, i);
         rc = stop.settings ? 0 : ts_fail(TS_ERR_NOMEM, "out of memory");
         if (rc == 0)
-            rc = s.use_highres ? ts_sd_generate_highres(s.model, &s.req, &s.highres, s.arena, s.pixels)
-                               : ts_sd_generate(s.model, &s.req, s.arena, s.pixels);
+            rc = s.use_highres ? ts_sd_generate_highres(s.model, &s.req, &s.highres, s.io.arena, s.io.pixels)
+                               : ts_sd_generate(s.model, &s.req, s.io.arena, s.io.pixels);
         rc = rc ? rc : write_image(a, &s, i, s.req.seed);
         s.req.resume.from = NULL;
     }
@@ -972,11 +762,7 @@ static int run(const gen_args *a, const ts_run_state *from)
     for (int k = 0; k < a->region_count; k++)
         ts_sd_prompts_free(&s.region_prompts[k]);
     free(s.region_masks);
-    ts_arena_destroy(s.arena);
-    free(s.pixels);
-    free(s.image);
-    free(s.mask);
-    ts_image_free(&s.in);
+    gen_io_free(&s.io);
     ts_sd_free(s.model);
     free(stop.settings);
     if (rc == 0 && a->resume)
@@ -986,6 +772,8 @@ static int run(const gen_args *a, const ts_run_state *from)
 
 int cmd_generate(int argc, char **argv)
 {
+    if (generate_is_flux(argc, argv))
+        return cmd_generate_flux(argc, argv);
     gen_args a;
     int status = parse_args(argc, argv, &a);
     if (status)

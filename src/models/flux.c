@@ -176,6 +176,25 @@ ts_flux_config ts_flux_config_default(void)
     return (ts_flux_config){.n_axes = 3, .axes_dim = {16, 56, 56}, .theta = 10000.0};
 }
 
+int ts_flux_config_parse(const char *axes, ts_flux_config *cfg)
+{
+    *cfg = ts_flux_config_default();
+    cfg->n_axes = 0;
+    for (const char *p = axes; cfg->n_axes < TS_FLUX_MAX_AXES; p++) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 2 || v > 4096 || v % 2)
+            break;
+        cfg->axes_dim[cfg->n_axes++] = (int)v;
+        if (*end == '\0')
+            return 0;
+        if (*end != ',')
+            break;
+        p = end;
+    }
+    return ts_fail(TS_ERR_ARG, "rotary axes '%s': up to %d even sizes, comma-separated", axes, TS_FLUX_MAX_AXES);
+}
+
 static int load_blocks(const ts_st_scope *l, ts_flux *f)
 {
     while (f->n_double < MAX_DOUBLE && ts_scope_has(l, "double_blocks.%d.img_mod.lin.weight", f->n_double))
@@ -250,6 +269,16 @@ int ts_flux_in_channels(const ts_flux *flux) { return (int)flux->in_channels; }
 int ts_flux_context_dim(const ts_flux *flux) { return (int)flux->context_dim; }
 int ts_flux_vec_dim(const ts_flux *flux) { return (int)flux->vec_dim; }
 int ts_flux_has_guidance(const ts_flux *flux) { return flux->has_guidance; }
+
+int ts_flux_double_blocks(const ts_flux *flux)
+{
+    return flux->n_double;
+}
+
+int ts_flux_single_blocks(const ts_flux *flux)
+{
+    return flux->n_single;
+}
 
 /* ---- packing ------------------------------------------------------------------ */
 

@@ -26,6 +26,8 @@ typedef struct {
 
 /* Flux.1 schnell and dev: axes [16, 56, 56], theta 10000. */
 ts_flux_config ts_flux_config_default(void);
+/* The default with the axes from "A,B,C" (for test models with other head widths). */
+int ts_flux_config_parse(const char *axes, ts_flux_config *cfg);
 
 typedef struct ts_flux ts_flux;
 
@@ -36,6 +38,8 @@ int ts_flux_in_channels(const ts_flux *flux);  /* packed latent token width (64)
 int ts_flux_context_dim(const ts_flux *flux);  /* T5 feature width */
 int ts_flux_vec_dim(const ts_flux *flux);      /* pooled CLIP width */
 int ts_flux_has_guidance(const ts_flux *flux); /* dev: guidance_in present */
+int ts_flux_double_blocks(const ts_flux *flux); /* 19 in Flux.1 */
+int ts_flux_single_blocks(const ts_flux *flux); /* 38 in Flux.1 */
 
 /* Called with each named intermediate ("mid.img_in", "mid.txt_in", "mid.time_in",
  * "mid.guidance_in", "mid.vector_in", "mid.vec", "mid.pe_embedder" as [B, L, head/2, 4]

@@ -15,6 +15,23 @@
  * linspace(1, 0, steps + 1), optionally time-shifted with mu depending on the token
  * count (dev); each step is x += (t_next - t) * v, which the sampler sees as Euler on
  * D(x, sigma) = x - sigma * v.
+ *
+ * Prompts: the reference tokenizes the text as it is, with no prompt weighting for
+ * either encoder, so A1111 emphasis syntax is stripped to its words (ts_prompt_strip)
+ * rather than sent to T5 as literal brackets.
+ *
+ * img2img and inpainting follow ComfyUI (the reference CLI offers neither for the
+ * base models): at strength d sampling runs the last steps+1 sigmas of the
+ * int(steps / d)-step schedule (dev's time shift computed for that longer schedule),
+ * so `steps` is always the number of model calls (diffusers' FluxImg2ImgPipeline
+ * instead runs the last int(steps * d) of `steps`); it starts from
+ * sigma * noise + (1 - sigma) * latent, the latent being the
+ * AutoEncoder's posterior mean in model space.  Inpainting blends, before every model
+ * call, the sample outside the mask (bilinearly downsampled to the latent) with the
+ * init latent at the current sigma, and the denoised estimate with the init latent
+ * (ts_inpaint_denoiser); the packed layout is a permutation, so the blend runs on
+ * packed tokens with the mask packed alike.  Keeping the unmasked pixels exactly is
+ * the caller's composite after decoding.
  */
 #ifndef TS_PIPELINE_FLUX_H
 #define TS_PIPELINE_FLUX_H
@@ -26,6 +43,9 @@
 #include "io/weights.h"
 #include "models/flux.h"
 #include "models/vae.h"
+#include "text/t5_tokenizer.h"
+
+#define TS_FLUX_CLIP_TOKENS 77
 
 typedef struct {
     const char *model;  /* the transformer */
@@ -57,9 +77,24 @@ typedef struct {
 int ts_flux_encode_ids(const ts_flux_model *m, const int32_t *t5_ids, int64_t t5_tokens, const int32_t *clip_ids,
                        int64_t clip_tokens, ts_arena *arena, ts_flux_cond *cond);
 
+/* The T5 row length the model was trained with: 512 for dev (it embeds guidance),
+ * 256 for schnell. */
+int ts_flux_t5_length(const ts_flux_model *m);
+
+/* A prompt's token rows as the reference's HFEmbedders make them, after stripping the
+ * emphasis syntax: t5_row receives ts_flux_t5_length(m) ids (text, EOS, 0-padding),
+ * clip_row TS_FLUX_CLIP_TOKENS ids (BOS, text, EOS, EOS-padding).  t5 NULL: the
+ * built-in vocabulary.  *truncated (may be NULL): whether either row cut the text. */
+int ts_flux_tokenize(const ts_flux_model *m, const ts_t5_tokenizer *t5, const char *prompt, int32_t *t5_row,
+                     int32_t *clip_row, int *truncated);
+
+/* ts_flux_tokenize, then ts_flux_encode_ids. */
+int ts_flux_encode_prompt(const ts_flux_model *m, const ts_t5_tokenizer *t5, const char *prompt, ts_arena *arena,
+                          ts_flux_cond *cond, int *truncated);
+
 /* Reports intermediate values: "sigmas" [steps+1], "img_ids", "txt_ids", "img"
  * (step = i: packed tokens at the start of step i; step = steps: the result),
- * "latent" [1, 16, h, w] (model space). */
+ * "latent" [1, 16, h, w] (model space), "init_latent" (model space, from the image). */
 typedef void (*ts_flux_probe_fn)(void *ctx, const char *name, int step, const ts_tensor *t);
 /* Called after each step with the steps done; a non-zero return cancels. */
 typedef int (*ts_flux_progress_fn)(void *ctx, int done, int steps);
@@ -70,6 +105,9 @@ typedef struct {
     int shift;         /* resolution-dependent time shift (dev: 1; schnell: 0) */
     double guidance;   /* dev's embedded guidance; ignored by schnell */
     const ts_flux_cond *cond;
+    const float *image; /* [1, 3, H, W] in [-1, 1]: img2img / inpaint start; NULL: txt2img */
+    const float *mask;  /* [1, 1, H, W] in [0, 1], 1 = repaint: inpaint (needs image) */
+    double strength;    /* img2img / inpaint denoise in (0, 1] */
     const float *noise; /* [1, 16, h, w] initial noise; NULL: torch.randn from seed */
     uint64_t seed;
     ts_flux_probe_fn probe;
@@ -78,7 +116,7 @@ typedef struct {
     void *progress_ctx;
 } ts_flux_request;
 
-/* Runs one txt2img generation.  latent (may be NULL) receives [1, 16, H/8, W/8] in
+/* Runs one generation (txt2img, img2img with image, inpainting with image and mask).  latent (may be NULL) receives [1, 16, H/8, W/8] in
  * model space; image receives [1, 3, H, W], the raw decoder output (about [-1, 1],
  * not clamped).  Activations come from the arena and are released. */
 int ts_flux_generate(const ts_flux_model *m, const ts_flux_request *r, ts_arena *arena, float *latent,

@@ -281,6 +281,27 @@ static int is_break(const ts_prompt_segment *s)
     return s->weight == -1.0 && strcmp(s->text, "BREAK") == 0;
 }
 
+int ts_prompt_strip(const char *prompt, char **out)
+{
+    ts_prompt_segment *segs = NULL;
+    int n = 0, rc = ts_prompt_parse(prompt, &segs, &n);
+    if (rc != TS_OK)
+        return rc;
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        len += strlen(segs[i].text);
+    /* Each BREAK becomes one space, never longer than the word it replaces. */
+    char *s = *out = malloc(len);
+    if (!s)
+        rc = ts_fail(TS_ERR_NOMEM, "prompt: out of memory");
+    else
+        *s = '\0';
+    for (int i = 0; s && i < n; i++)
+        s = stpcpy(s, is_break(&segs[i]) ? " " : segs[i].text);
+    ts_prompt_segments_free(segs, n);
+    return rc;
+}
+
 /* A1111's tokenize_line loop over the segments' tokens. */
 static int pack(const ts_clip_tokenizer *tok, const ts_prompt_segment *segs, int n_segs, int backtrack, chunk_out *o)
 {

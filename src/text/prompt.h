@@ -28,6 +28,11 @@ typedef struct {
 int ts_prompt_parse(const char *prompt, ts_prompt_segment **segs, int *n);
 void ts_prompt_segments_free(ts_prompt_segment *segs, int n);
 
+/* The words of a prompt without the attention syntax, for encoders that take no
+ * weights (T5, and Flux's CLIP): "(red:1.3) [fox]" -> "red fox", "\\(" -> "(", BREAK ->
+ * a space.  *out malloc'd UTF-8. */
+int ts_prompt_strip(const char *prompt, char **out);
+
 typedef struct {
     int emphasis;       /* 1: parse the syntax (A1111 default); 0: the prompt is plain text */
     int comma_backtrack; /* A1111 "comma_padding_backtrack", default 20; 0 disables */

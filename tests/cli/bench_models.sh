@@ -1,5 +1,5 @@
 #!/bin/bash
-# tessera bench unet / vae on the tiny golden checkpoints: the JSON carries positive
+# tessera bench unet / vae / flux on the tiny golden checkpoints: the JSON carries positive
 # step_seconds / decode_seconds and peak_rss_bytes for SD1 (UNet-only and full
 # checkpoint layouts) and SDXL (which needs the y vector); bad usage exits 2, a
 # missing or wrong file exits 1 with one line naming it.
@@ -31,6 +31,22 @@ check '[ $? -eq 0 ] && grep -q "^step     median of the other 1: " <<<"$out" && 
 out=$("$bin" bench vae --model "$pipe" --width 64 --height 64 --threads 1 --json)
 check '[ $? -eq 0 ] && positive decode_seconds "$out" && positive peak_rss_bytes "$out"'
 check 'grep -q "\"latent_channels\": 4" <<<"$out"'
+
+# flux on the tiny pipeline_flux transformer (32-wide heads: its own rotary split)
+flux=$golden/pipeline_flux/model.safetensors
+if [ -f "$flux" ]; then
+    out=$("$bin" bench flux --model "$flux" --width 64 --height 48 --rope-axes 8,12,12 --threads 1 --steps 2 --json)
+    check '[ $? -eq 0 ] && positive step_seconds "$out" && positive peak_rss_bytes "$out"'
+    check 'grep -q "\"image_tokens\": 12, \"text_tokens\": 256" <<<"$out" && grep -q "\"double_blocks\": 2, \"single_blocks\": 1" <<<"$out"'
+    err=$("$bin" bench flux --model "$flux" --width 64 --height 48 2>&1); rc=$?
+    check '[ $rc -eq 1 ] && [ $(grep -c "" <<<"$err") -eq 1 ] && grep -q "axes must sum to the head width 32" <<<"$err"'
+    err=$("$bin" bench flux --model "$sd15" --width 64 --height 48 2>&1); rc=$?
+    check '[ $rc -eq 1 ] && grep -q "expected flux-schnell or flux-dev" <<<"$err"'
+    for args in "--width 60 --height 48" "--width 64 --height 48 --rope-axes 8,x" "--width 64 --height 48 --cfg 2"; do
+        "$bin" bench flux --model "$flux" $args >/dev/null 2>&1; rc=$?
+        check "[ $rc -eq 2 ] # bench flux $args"
+    done
+fi
 
 for args in "unet --model $sd15 --width 64" "unet --model $sd15 --width 60 --height 64" \
     "unet --model $sd15 --width 64 --height 64 --cfg abc" "unet --model $sd15 --width 64 --height 64 --steps 0" \

@@ -85,7 +85,7 @@ edit "$model" "$tmp/flux.safetensors" only:none reshape:double_blocks.0.img_attn
 printf 'not an image' >"$tmp/garbage.png"
 
 expect 1 "this is a vae checkpoint, expected sd1 or sd2 or sdxl" -- gen -m "$tmp/vae_only.safetensors" -p x -o "$tmp/e.png"
-expect 1 "this is a flux-schnell checkpoint" -- gen -m "$tmp/flux.safetensors" -p x -o "$tmp/e.png"
+expect 2 "--ae AE is required for Flux" -- "$tessera" generate -m "$tmp/flux.safetensors" -p x -o "$tmp/e.png"
 expect 1 "model.diffusion_model.out.2.bias" -- gen -m "$tmp/no_bias.safetensors" -p x -o "$tmp/e.png"
 expect 1 "shape mismatch: model.diffusion_model.input_blocks.1.0.in_layers.2.weight is \[32, 16, 3, 3\], expected \[32, 32, 3, 3\]" -- \
     gen -m "$tmp/bad_shape.safetensors" -p x -o "$tmp/e.png"

@@ -60,8 +60,7 @@ grep -q '"decode_seconds"' <<<"$out" || bad "bench vae on f16 GGUF: $out"
 
 # ---- errors ------------------------------------------------------------------------------------
 printf 'GGUF\003\000\000\000garbage' >"$tmp/garbage.gguf"
-expect 1 "this is a flux-schnell checkpoint, expected sd1 or sd2 or sdxl" -- \
-    gen -m "$tmp/flux.gguf" -o "$tmp/e.png"
+expect 1 "this is a vae checkpoint, expected sd1 or sd2 or sdxl" -- gen -m "$tmp/vae_kl.gguf" -o "$tmp/e.png"
 expect 1 "$tmp/garbage.gguf" -- gen -m "$tmp/garbage.gguf" -o "$tmp/e.png"
 expect 1 "$tmp/garbage.gguf" -- "$tessera" bench unet --model "$tmp/garbage.gguf" --width 64 --height 64
 expect 1 "has no VAE; give one with --vae" -- gen -m "$tmp/unet_bare.gguf" --clip-l "$tmp/clip_l.safetensors" -o "$tmp/e.png"

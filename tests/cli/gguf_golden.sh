@@ -3,7 +3,8 @@
 # every golden case with a model is converted (tessera convert) to f16 and q8_0 GGUF and run
 # through its ordinary loader against the reference outputs: f16 within a relative L2 error of
 # 2e-3 on every output (f16 weights round by up to 2^-11: the outputs move by ~1e-3, where the
-# f32 tolerances of the cases are 3e-6..5e-5), q8_0 within 3e-2 (observed <= 2.2e-2; the
+# f32 tolerances of the cases are 3e-6..5e-5), q8_0 within 5e-2 (observed <= 3.5e-2 since ts_linear quantises the
+# activations to int8 as well, as ggml does; the
 # safetensors runs match the references to the case tolerances, so this is also the error
 # against them).  generate_gguf.sh runs the CLI on such files.
 set -u
@@ -20,7 +21,7 @@ bad() { echo "FAIL: $*"; fail=1; }
 for dir in "$golden"/*/; do
     case=$(basename "$dir")
     [ -f "$dir/model.safetensors" ] || continue
-    for spec in f16:2e-3 q8_0:3e-2; do
+    for spec in f16:2e-3 q8_0:5e-2; do
         type=${spec%%:*} limit=${spec##*:} gguf=$tmp/$case.$type.gguf
         "$tessera" convert "$dir/model.safetensors" -o "$gguf" --type "$type" >"$tmp/convert.txt" 2>&1 ||
             { bad "$case: convert to $type"; cat "$tmp/convert.txt"; continue; }

@@ -1,5 +1,6 @@
-# Sourced by CLI tests (not a test itself).  Needs $tmp and a bad() that records a failure.
-# expect CODE PATTERN -- command...: exit status CODE and one stderr line matching PATTERN.
+# Sourced by CLI tests (not a test itself: only tests/cli/*.sh are).  Needs $tmp and a
+# bad() that reports a failure.  expect CODE PATTERN -- command...: exit status CODE and a
+# stderr matching PATTERN; a failure (CODE != 0) must be one line, as every CLI error is.
 expect() {
     local want=$1 pattern=$2
     shift 3

@@ -43,8 +43,9 @@ def read_png(path):
     return (width, height, channels), b"".join(rows)
 
 
-(shape_a, a), (shape_b, b) = read_png(sys.argv[1]), read_png(sys.argv[2])
-if shape_a != shape_b:
-    print("sizes differ: %s vs %s" % (shape_a, shape_b))
-    sys.exit(2)
-print(max(abs(x - y) for x, y in zip(a, b)))
+if __name__ == "__main__":
+    (shape_a, a), (shape_b, b) = read_png(sys.argv[1]), read_png(sys.argv[2])
+    if shape_a != shape_b:
+        print("sizes differ: %s vs %s" % (shape_a, shape_b))
+        sys.exit(2)
+    print(max(abs(x - y) for x, y in zip(a, b)))

@@ -1,0 +1,323 @@
+/*
+ * The parts of `tessera generate` every model family's front end shares (see
+ * generate_common.h): option parsing, the input image and mask, the progress line
+ * and stop signals, the batch loop with its seeds, writing a result.
+ */
+#include "cli/generate_common.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "pipeline/sd.h"
+
+/* The signal that asked the run to stop (SIGINT, SIGTERM), or 0. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+int stop_signal_caught(void)
+{
+    return stop_signal;
+}
+
+progress_bar progress_bar_for(int count)
+{
+    const char *stop_after = getenv("TESSERA_STOP_AFTER_STEP");
+    return (progress_bar){.images = count, .tty = isatty(STDERR_FILENO), .stop_after = stop_after ? atoi(stop_after) : -1};
+}
+
+int bad_value(const char *flag, const char *val)
+{
+    fprintf(stderr, "tessera generate: bad value '%s' for %s\n", val, flag);
+    return 2;
+}
+
+int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!s[0] || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (!s[0] || *end || !(v >= lo && v <= hi))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int parse_seed(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!s[0] || s[0] == '-')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* "step 7/20 [#######.............] 1.52 it/s, ETA 9 s" (s/it below one step a second,
+ * as the web UIs show it); on a terminal redrawn in place, else one line per step. */
+int draw_progress(void *ctx, int done, int steps)
+{
+    progress_bar *p = ctx;
+    double spent = now() - p->start, rate = spent > 0 ? (done - p->first) / spent : 0;
+    char bar[21];
+    for (int i = 0; i < 20; i++)
+        bar[i] = i < done * 20 / steps ? '#' : '.';
+    bar[20] = '\0';
+    char speed[32];
+    if (rate >= 1 || rate == 0)
+        snprintf(speed, sizeof speed, "%.2f it/s", rate);
+    else
+        snprintf(speed, sizeof speed, "%.2f s/it", 1 / rate);
+    char image[32] = "";
+    if (p->images > 1)
+        snprintf(image, sizeof image, "image %d/%d ", p->image + 1, p->images);
+    fprintf(stderr, "%s%sstep %d/%d [%s] %s, ETA %.0f s%s", p->tty ? "\r" : "", image, done, steps, bar, speed,
+            rate > 0 ? (steps - done) / rate : 0.0, p->tty && done < steps ? "   " : "\n");
+    if (++p->steps_made == p->stop_after)
+        raise(SIGINT);
+    if (stop_signal && p->tty)
+        fputc('\n', stderr);
+    return stop_signal != 0;
+}
+
+/* The input image as RGB 8-bit, planar in [-1, 1]. */
+static int load_image(const char *path, ts_image *rgb, float **planar)
+{
+    ts_image raw = {0};
+    int rc = ts_image_read(path, &raw);
+    rc = rc ? rc : ts_image_convert(&raw, 3, 8, rgb);
+    ts_image_free(&raw);
+    if (rc)
+        return rc;
+    *planar = malloc((size_t)3 * rgb->width * rgb->height * sizeof **planar);
+    if (!*planar)
+        return ts_fail(TS_ERR_NOMEM, "out of memory");
+    ts_image_to_planar(rgb, TS_RANGE_SIGNED, *planar);
+    return 0;
+}
+
+/* The mask as one plane in [0, 1] (white = repaint), blurred. */
+static int load_mask(const char *path, const ts_image *image, double blur, float **mask)
+{
+    ts_image raw = {0}, gray = {0};
+    int rc = ts_image_read(path, &raw);
+    rc = rc ? rc : ts_image_convert(&raw, 1, 8, &gray);
+    ts_image_free(&raw);
+    if (rc == 0 && (gray.width != image->width || gray.height != image->height))
+        rc = ts_fail(TS_ERR_ARG, "%s: the mask is %dx%d but the init image is %dx%d", path, gray.width, gray.height,
+                     image->width, image->height);
+    if (rc == 0) {
+        *mask = malloc((size_t)gray.width * gray.height * sizeof **mask);
+        if (!*mask)
+            rc = ts_fail(TS_ERR_NOMEM, "out of memory");
+    }
+    if (rc == 0) {
+        ts_image_to_planar(&gray, TS_RANGE_UNIT, *mask);
+        rc = ts_blur_plane(*mask, gray.height, gray.width, blur);
+    }
+    ts_image_free(&gray);
+    return rc;
+}
+
+/* Where the mask is 0 the input pixel is kept as it was, byte for byte; elsewhere
+ * generated and input pixels are mixed by the mask. */
+static void compose(ts_image *out, const ts_image *in, const float *mask)
+{
+    uint8_t *o = out->data;
+    const uint8_t *src = in->data;
+    size_t pixels = (size_t)out->width * out->height;
+    for (size_t p = 0; p < pixels; p++) {
+        double m = mask[p];
+        for (int c = 0; c < 3; c++) {
+            size_t i = p * 3 + c;
+            o[i] = m <= 0 ? src[i] : (uint8_t)lrint(m * o[i] + (1 - m) * src[i]);
+        }
+    }
+}
+
+static void output_path(const char *out, int index, int count, char *buf, size_t size)
+{
+    if (count == 1) {
+        snprintf(buf, size, "%s", out);
+        return;
+    }
+    const char *dot = strrchr(out, '.'), *slash = strrchr(out, '/');
+    if (!dot || (slash && dot < slash))
+        dot = out + strlen(out);
+    snprintf(buf, size, "%.*s-%d%s", (int)(dot - out), out, index + 1, dot);
+}
+
+/* Suggests the valid sizes on either side of a refused one. */
+static int check_size(const char *what, int v, int mult)
+{
+    if (v % mult == 0)
+        return 0;
+    int lo = v / mult * mult, hi = lo + mult;
+    if (lo == 0)
+        return ts_fail(TS_ERR_ARG, "%s %d is not a multiple of %d, as this model needs; use %d", what, v, mult, hi);
+    return ts_fail(TS_ERR_ARG, "%s %d is not a multiple of %d, as this model needs; use %d or %d", what, v, mult, lo,
+                   hi);
+}
+
+/* The first SIGINT or SIGTERM stops the run at the next step boundary; the handler
+ * then resets, so a second one ends the process at once. */
+void catch_stop_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int parse_options(int argc, char **argv, const gen_options *o, void *args)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            o->usage(stdout);
+            return -1;
+        }
+        if (arg[0] != '-') {
+            fprintf(stderr, "tessera generate: unexpected argument '%s' (see --help)\n", arg);
+            return 2;
+        }
+        int valued = 0, plain = 0;
+        for (const char *const *f = o->valued; *f; f++)
+            valued |= !strcmp(arg, *f);
+        for (const char *const *f = o->switches; f && *f; f++)
+            plain |= !strcmp(arg, *f);
+        if (!valued && !plain) {
+            fprintf(stderr, "tessera generate: unknown option '%s' (see --help)\n", arg);
+            return 2;
+        }
+        if (valued && i + 1 >= argc) {
+            fprintf(stderr, "tessera generate: %s needs a value\n", arg);
+            return 2;
+        }
+        int rc = o->set(args, arg, valued ? argv[++i] : NULL);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int check_output_name(const char *out)
+{
+    const char *dot = strrchr(out, '.');
+    if (dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg")))
+        return 0;
+    fprintf(stderr, "tessera generate: -o %s: the name must end in .png, .jpg or .jpeg\n", out);
+    return 2;
+}
+
+int gen_io_prepare(gen_io *io, const gen_io_args *a, int def_size, int mult)
+{
+    io->width = a->width ? a->width : def_size;
+    io->height = a->height ? a->height : def_size;
+    int rc = 0;
+    if (a->init_image) {
+        rc = load_image(a->init_image, &io->in, &io->image);
+        if (rc == 0 && ((a->width && a->width != io->in.width) || (a->height && a->height != io->in.height)))
+            rc = ts_fail(TS_ERR_ARG, "--width/--height must match the init image (%dx%d) or be left out",
+                         io->in.width, io->in.height);
+        io->width = io->in.width;
+        io->height = io->in.height;
+    }
+    rc = rc ? rc : check_size(a->init_image ? "init image width" : "width", io->width, mult);
+    rc = rc ? rc : check_size(a->init_image ? "init image height" : "height", io->height, mult);
+    if (rc == 0 && a->mask)
+        rc = load_mask(a->mask, &io->in, a->mask_blur, &io->mask);
+    if (rc == 0) {
+        io->pixels = malloc((size_t)3 * io->width * io->height * sizeof *io->pixels);
+        /* Address space only: pages are committed as a step touches them. */
+        io->arena = ts_arena_create((size_t)64 << 30);
+        /* A failed arena has said why (TESSERA_MAX_ARENA, say). */
+        rc = !io->arena ? TS_ERR_NOMEM : !io->pixels ? ts_fail(TS_ERR_NOMEM, "out of memory") : 0;
+    }
+    return rc;
+}
+
+void gen_io_free(gen_io *io)
+{
+    ts_arena_destroy(io->arena);
+    free(io->pixels);
+    free(io->image);
+    free(io->mask);
+    ts_image_free(&io->in);
+}
+
+int write_result(const gen_output *o, const float *pixels, int index, uint64_t seed, const char *text)
+{
+    char path[4096];
+    ts_image out = {0};
+    int rc = ts_image_from_planar(pixels, 3, o->width, o->height, 8, TS_RANGE_SIGNED, &out);
+    if (rc)
+        return rc;
+    if (o->mask)
+        compose(&out, o->in, o->mask);
+    output_path(o->out, index, o->count, path, sizeof path);
+    ts_image_write_opts opts = {.parameters = text};
+    rc = text ? ts_image_write(path, &out, &opts) : TS_ERR_NOMEM;
+    if (rc == 0)
+        fprintf(stderr, "wrote %s (%dx%d, seed %llu)\n", path, o->width, o->height, (unsigned long long)seed);
+    ts_image_free(&out);
+    return rc;
+}
+
+uint64_t pick_seed(int has_seed, uint64_t seed)
+{
+    if (has_seed)
+        return seed;
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+        seed = (uint64_t)time(NULL);
+    seed &= 0xffffffffu; /* what the UIs accept and show */
+    fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
+    return seed;
+}
+
+int run_batch(int count, int has_seed, uint64_t seed, gen_one_fn one, void *ctx)
+{
+    seed = pick_seed(has_seed, seed);
+    progress_bar bar = progress_bar_for(count);
+    int rc = 0;
+    for (int i = 0; i < count && rc == 0; i++) {
+        bar.image = i;
+        bar.start = now();
+        rc = one(ctx, i, seed + (uint64_t)i, &bar);
+    }
+    return rc;
+}
+
+int report_failure(int rc)
+{
+    if (rc >= 0)
+        return 0;
+    fprintf(stderr, "tessera generate: %s\n", ts_error_message());
+    return 1;
+}
+

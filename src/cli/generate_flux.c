@@ -1,0 +1,284 @@
+/*
+ * tessera generate for Flux.1 schnell and dev: txt2img, img2img (--init-image) and
+ * inpainting (--mask) over the four files Flux is distributed as (transformer,
+ * AutoEncoder, CLIP-L, T5-XXL).
+ *
+ * generate.c hands over when -m names a Flux transformer, so users keep one command
+ * and the flags they know; what differs from SD is what Flux is: no negative prompt
+ * and no CFG (schnell is distilled, dev embeds its guidance as an input), sizes in
+ * multiples of 16 (2x2 latent tokens), 4 steps for schnell and 20 for dev as their
+ * authors run them.  The prompt goes to both encoders as plain text (see flux.h):
+ * A1111 emphasis is stripped, since neither the reference nor the models know it.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/generate_common.h"
+#include "core/error.h"
+#include "core/threads.h"
+#include "models/family.h"
+#include "pipeline/flux.h"
+
+static void flux_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: tessera generate -m FLUX --ae AE --clip-l CLIP_L --t5 T5 -p PROMPT -o OUT [options]\n\n"
+            "Flux.1 schnell and dev (told apart by the transformer: dev embeds guidance).\n"
+            "  txt2img      (no image)\n"
+            "  img2img      --init-image IMG [--strength S]\n"
+            "  inpaint      --init-image IMG --mask MASK [--mask-blur R] [--strength S]\n\n"
+            "model (all four files are required):\n"
+            "  -m, --model FILE        the transformer (flux1-schnell / flux1-dev .safetensors)\n"
+            "      --ae FILE           the 16-channel AutoEncoder (ae.safetensors)\n"
+            "      --clip-l FILE       CLIP-L text encoder\n"
+            "      --t5 FILE           T5-XXL encoder (t5xxl_fp16.safetensors, ...)\n"
+            "      --t5-tokenizer FILE spiece.model or tokenizer.json (default: the built-in T5 one)\n"
+            "      --rope-axes A,B,C   rotary split of a head (default 16,56,56), and\n"
+            "      --clip-heads N      CLIP head count (default 64-wide heads): for test models\n"
+            "prompt:\n"
+            "  -p, --prompt TEXT       what to draw.  T5 reads up to 255 tokens (schnell) or 511\n"
+            "                          (dev), CLIP-L 75; the rest is cut, with a warning.  Flux has\n"
+            "                          no prompt weighting: A1111 emphasis is removed and its words\n"
+            "                          kept, \"(red:1.3) [fox]\" reads \"red fox\"; write \\( \\) for\n"
+            "                          literal brackets.  BREAK is read as a space.  There is no\n"
+            "                          negative prompt.\n"
+            "sampling:\n"
+            "  -W, --width N, -H, --height N\n"
+            "                          multiples of 16; default 1024, or the input image's size\n"
+            "      --steps N           default 4 (schnell), 20 (dev)\n"
+            "      --guidance S        dev's embedded guidance, default 3.5 (schnell has none)\n"
+            "      --seed N            default: random (printed)\n"
+            "      --batch-count N     N images, seeds SEED, SEED+1, ... (default 1)\n"
+            "      --strength S        img2img / inpaint denoise in (0, 1]; default 0.75 (inpaint 1).\n"
+            "                          At strength S the sampler runs STEPS steps: the last ones of\n"
+            "                          an int(STEPS / S)-step schedule (ComfyUI's rule), starting\n"
+            "                          from sigma * noise + (1 - sigma) * image latent.\n"
+            "      --mask-blur R       Gaussian blur of the mask, sigma R pixels (default 4)\n"
+            "output:\n"
+            "  -o, --output OUT        .png or .jpg; with --batch-count N > 1: OUT-1.png ... OUT-N.png\n"
+            "      --threads N         worker threads (default: every core)\n\n"
+            "Inpainting repaints where the mask is white; pixels where the (blurred) mask is 0 are\n"
+            "copied from the input unchanged.  The mask must have the image's size.\n");
+}
+
+typedef struct {
+    ts_flux_files files;
+    const char *prompt, *out, *init_image, *mask, *t5_tokenizer;
+    int width, height, steps, batch, threads, has_seed, has_guidance;
+    double guidance, strength, mask_blur;
+    uint64_t seed;
+} flux_args;
+
+/* The flags, as a table: kind says how the value is read into the field at `at`
+ * (lo..hi for numbers); `seen` (when set) records that the flag was given. */
+typedef enum { FLAG_TEXT, FLAG_INT, FLAG_REAL, FLAG_SEED, FLAG_AXES } flag_kind;
+
+typedef struct {
+    const char *name, *alias;
+    flag_kind kind;
+    size_t at, seen;
+    double lo, hi;
+} flag_spec;
+
+#define AT(field) offsetof(flux_args, field)
+static const flag_spec flags[] = {
+    {"--model", "-m", FLAG_TEXT, AT(files.model), 0, 0, 0},
+    {"--ae", NULL, FLAG_TEXT, AT(files.ae), 0, 0, 0},
+    {"--clip-l", NULL, FLAG_TEXT, AT(files.clip_l), 0, 0, 0},
+    {"--t5", NULL, FLAG_TEXT, AT(files.t5), 0, 0, 0},
+    {"--t5-tokenizer", NULL, FLAG_TEXT, AT(t5_tokenizer), 0, 0, 0},
+    {"--rope-axes", NULL, FLAG_AXES, AT(files.flux), 0, 0, 0},
+    {"--clip-heads", NULL, FLAG_INT, AT(files.clip_heads), 0, 1, 1024},
+    {"--prompt", "-p", FLAG_TEXT, AT(prompt), 0, 0, 0},
+    {"--output", "-o", FLAG_TEXT, AT(out), 0, 0, 0},
+    {"--init-image", NULL, FLAG_TEXT, AT(init_image), 0, 0, 0},
+    {"--mask", NULL, FLAG_TEXT, AT(mask), 0, 0, 0},
+    {"--width", "-W", FLAG_INT, AT(width), 0, 1, TS_IMAGE_MAX_SIDE},
+    {"--height", "-H", FLAG_INT, AT(height), 0, 1, TS_IMAGE_MAX_SIDE},
+    {"--steps", NULL, FLAG_INT, AT(steps), 0, 1, 1000},
+    {"--batch-count", NULL, FLAG_INT, AT(batch), 0, 1, 10000},
+    {"--threads", NULL, FLAG_INT, AT(threads), 0, 1, 1024},
+    {"--guidance", NULL, FLAG_REAL, AT(guidance), AT(has_guidance), 0, 100},
+    {"--strength", NULL, FLAG_REAL, AT(strength), 0, 1e-6, 1},
+    {"--mask-blur", NULL, FLAG_REAL, AT(mask_blur), 0, 0, 256},
+    {"--seed", NULL, FLAG_SEED, AT(seed), AT(has_seed), 0, 0},
+};
+#define N_FLAGS (sizeof flags / sizeof flags[0])
+
+static int set_option(void *args, const char *arg, const char *val)
+{
+    const flag_spec *f = flags;
+    while (strcmp(arg, f->name) && !(f->alias && !strcmp(arg, f->alias)))
+        f++; /* parse_options passes only listed flags */
+    char *field = (char *)args + f->at;
+    int bad = 0;
+    if (f->kind == FLAG_TEXT)
+        *(const char **)field = val;
+    else if (f->kind == FLAG_INT)
+        bad = parse_int(val, (int)f->lo, (int)f->hi, (int *)field);
+    else if (f->kind == FLAG_REAL)
+        bad = parse_double(val, f->lo, f->hi, (double *)field);
+    else if (f->kind == FLAG_SEED)
+        bad = parse_seed(val, (uint64_t *)field);
+    else
+        bad = ts_flux_config_parse(val, (ts_flux_config *)field) ? -1 : 0;
+    if (f->seen)
+        *(int *)((char *)args + f->seen) = 1;
+    return bad ? bad_value(arg, val) : 0;
+}
+
+static int usage_error(const char *what, const char *detail)
+{
+    fprintf(stderr, "tessera generate: %s%s\n", what, detail);
+    return 2;
+}
+
+/* Returns 0, 2 for bad usage, -1 after --help. */
+static int parse_args(int argc, char **argv, flux_args *a)
+{
+    static const char *valued[2 * N_FLAGS + 1];
+    for (size_t i = 0, n = 0; i < N_FLAGS; i++) {
+        valued[n++] = flags[i].name;
+        if (flags[i].alias)
+            valued[n++] = flags[i].alias;
+    }
+    static const gen_options flux_options = {flux_usage, valued, NULL, set_option};
+    *a = (flux_args){.batch = 1, .guidance = 3.5, .strength = -1, .mask_blur = 4};
+    int rc = parse_options(argc, argv, &flux_options, a);
+    if (rc)
+        return rc;
+    const char *missing = !a->files.ae       ? "--ae AE"
+                          : !a->files.clip_l ? "--clip-l CLIP_L"
+                          : !a->files.t5     ? "--t5 T5"
+                          : !a->prompt       ? "-p PROMPT"
+                          : !a->out          ? "-o OUT"
+                                             : NULL;
+    if (missing)
+        return usage_error(missing, " is required for Flux (see tessera generate -m FLUX --help)");
+    if (a->mask && !a->init_image)
+        return usage_error("--mask needs --init-image", "");
+    return check_output_name(a->out);
+}
+
+int generate_is_flux(int argc, char **argv)
+{
+    const char *model = NULL;
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model"))
+            model = argv[i + 1];
+    ts_weights *wf = NULL;
+    if (!model || ts_weights_open(model, &wf))
+        return 0; /* the SD front end reports the file */
+    ts_model_info info;
+    ts_family_detect(wf, &info);
+    ts_weights_close(wf);
+    return info.family == TS_FAMILY_FLUX_SCHNELL || info.family == TS_FAMILY_FLUX_DEV;
+}
+
+/* ---- the run ------------------------------------------------------------------ */
+
+typedef struct {
+    const flux_args *args;
+    ts_flux_model *model;
+    ts_t5_tokenizer *tokenizer;
+    ts_flux_request req;
+    ts_flux_cond cond;
+    gen_io io;
+} flux_state;
+
+static char *infotext(const flux_args *a, const flux_state *s, uint64_t seed)
+{
+    const ts_flux_request *r = &s->req;
+    const char *model = strrchr(a->files.model, '/');
+    char blur[32], guidance[32];
+    snprintf(blur, sizeof blur, "%g", a->mask_blur);
+    snprintf(guidance, sizeof guidance, "%g", r->guidance);
+    ts_infotext_pair extra[2];
+    int n = 0;
+    if (ts_flux_has_guidance(s->model->flux))
+        extra[n++] = (ts_infotext_pair){"Distilled CFG Scale", guidance};
+    if (r->mask)
+        extra[n++] = (ts_infotext_pair){"Mask blur", blur};
+    ts_infotext info = {.prompt = a->prompt,
+                        .steps = r->steps,
+                        .sampler = "Euler",
+                        .cfg_scale = 1,
+                        .has_seed = 1,
+                        .seed = seed,
+                        .width = r->width,
+                        .height = r->height,
+                        .model = model ? model + 1 : a->files.model,
+                        .denoising_strength = r->image ? r->strength : 0,
+                        .extra = extra,
+                        .extra_count = n};
+    return ts_format_infotext(&info);
+}
+
+/* Model, images, request and the prompt's conditioning. */
+static int prepare(const flux_args *a, flux_state *s)
+{
+    ts_flux_request *r = &s->req;
+    int rc = ts_flux_model_load(&a->files, &s->model);
+    if (rc)
+        return rc;
+    int dev = ts_flux_has_guidance(s->model->flux);
+    if (a->has_guidance && !dev)
+        fprintf(stderr, "note: flux-schnell embeds no guidance; --guidance is ignored\n");
+    r->steps = a->steps ? a->steps : dev ? 20 : 4;
+    r->shift = dev; /* the reference shifts every model but schnell */
+    r->guidance = a->guidance;
+    r->strength = a->strength > 0 ? a->strength : a->mask ? 1.0 : 0.75;
+    gen_io_args io = {a->init_image, a->mask, a->mask_blur, a->width, a->height};
+    rc = gen_io_prepare(&s->io, &io, 1024, 16);
+    r->width = s->io.width;
+    r->height = s->io.height;
+    r->image = s->io.image;
+    r->mask = s->io.mask;
+    if (rc == 0 && a->t5_tokenizer)
+        rc = ts_t5_tokenizer_load(a->t5_tokenizer, &s->tokenizer);
+    int truncated = 0;
+    rc = rc ? rc : ts_flux_encode_prompt(s->model, s->tokenizer, a->prompt, s->io.arena, &s->cond, &truncated);
+    if (rc == 0 && truncated)
+        fprintf(stderr, "warning: the prompt is longer than the text encoders read; the end is ignored\n");
+    r->cond = &s->cond;
+    return rc;
+}
+
+static int generate_one(void *ctx, int index, uint64_t seed, progress_bar *bar)
+{
+    flux_state *s = ctx;
+    const flux_args *a = s->args;
+    ts_flux_request *r = &s->req;
+    r->seed = seed;
+    r->progress = draw_progress;
+    r->progress_ctx = bar;
+    int rc = ts_flux_generate(s->model, r, s->io.arena, NULL, s->io.pixels);
+    gen_output o = {a->out, a->batch, r->width, r->height, &s->io.in, s->io.mask};
+    char *text = rc ? NULL : infotext(a, s, seed);
+    rc = rc ? rc : write_result(&o, s->io.pixels, index, seed, text);
+    free(text);
+    return rc;
+}
+
+static int run(const flux_args *a)
+{
+    flux_state s = {.args = a};
+    int rc = prepare(a, &s);
+    rc = rc ? rc : run_batch(a->batch, a->has_seed, a->seed, generate_one, &s);
+    ts_t5_tokenizer_free(s.tokenizer);
+    gen_io_free(&s.io);
+    ts_flux_model_free(s.model);
+    return rc;
+}
+
+int cmd_generate_flux(int argc, char **argv)
+{
+    flux_args a;
+    int status = parse_args(argc, argv, &a);
+    if (status)
+        return status < 0 ? 0 : status;
+    ts_threads_set(a.threads);
+    return report_failure(run(&a));
+}
