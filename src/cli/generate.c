@@ -127,8 +127,8 @@ typedef struct {
     const char *prompt, *negative, *out, *init_image, *mask, *sampler, *scheduler, *hires, *resume;
     int width, height, steps, batch, clip_skip, threads, instruct, has_seed;
     int first_image; /* a resumed batch continues at this image */
-    int tile, tile_overlap, tile_batch, vae_tile, hires_w, hires_h, region_count;
-    ts_tile_blend tile_blend;
+    int hires_w, hires_h, region_count;
+    gen_tiling_args tiling;
     double cfg, strength, mask_blur, image_cfg, hires_strength, skip_residual;
     uint64_t seed;
     region_arg regions[MAX_REGIONS];
@@ -171,17 +171,9 @@ static int parse_size(const char *val, int *w, int *h)
 /* The high-resolution options; returns 1 when arg is not one of them. */
 static int set_highres_option(gen_args *a, const char *arg, const char *val, int *bad)
 {
-    if (!strcmp(arg, "--tile"))
-        *bad = parse_int(val, 0, 1 << 16, &a->tile);
-    else if (!strcmp(arg, "--tile-overlap"))
-        *bad = parse_int(val, 0, 1 << 16, &a->tile_overlap);
-    else if (!strcmp(arg, "--tile-batch"))
-        *bad = parse_int(val, 1, 64, &a->tile_batch);
-    else if (!strcmp(arg, "--tile-blend"))
-        *bad = ts_tile_blend_from_name(val, &a->tile_blend) ? -1 : 0;
-    else if (!strcmp(arg, "--vae-tile"))
-        *bad = parse_int(val, 0, 1 << 16, &a->vae_tile);
-    else if (!strcmp(arg, "--hires")) {
+    if (!set_tiling_option(&a->tiling, arg, val, bad))
+        return 0;
+    if (!strcmp(arg, "--hires")) {
         a->hires = val;
         *bad = strcmp(val, "auto") && strcmp(val, "on") && strcmp(val, "off");
     } else if (!strcmp(arg, "--hires-strength"))
@@ -268,8 +260,8 @@ static int is_valued(const char *arg)
         "-m", "--model", "--vae", "--clip-l", "--clip-g", "--prediction", "--unet-heads", "--clip-heads",
         "-p", "--prompt", "-n", "--negative-prompt", "--clip-skip", "-W", "--width", "-H", "--height",
         "--steps", "--cfg", "--sampler", "--scheduler", "--seed", "--batch-count", "--init-image",
-        "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads", "--resume", "--tile",
-        "--tile-overlap", "--tile-batch", "--tile-blend", "--vae-tile", "--hires", "--hires-strength",
+        "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads", "--resume",
+        GEN_TILING_FLAGS, "--hires", "--hires-strength",
         "--hires-size", "--skip-residual", "--region", "--region-mask"};
     for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
         if (!strcmp(arg, valued[k]))
@@ -281,8 +273,7 @@ static void set_defaults(gen_args *a)
 {
     *a = (gen_args){.negative = "", .sampler = "dpmpp_2m", .scheduler = "karras", .steps = 20, .batch = 1,
                     .cfg = -1, .strength = -1, .mask_blur = 4, .image_cfg = 1.5, .hires = "auto",
-                    .tile = -1, .tile_overlap = -1, .tile_batch = 2, .tile_blend = TS_TILE_BLEND_GAUSSIAN,
-                    .vae_tile = -1, .hires_strength = 0.6, .skip_residual = 3};
+                    .tiling = gen_tiling_defaults(), .hires_strength = 0.6, .skip_residual = 3};
 }
 
 /* What the options must satisfy together; 0 or 2. */
@@ -382,12 +373,12 @@ static void add_highres_settings(cJSON *o, const gen_args *a)
     const struct {
         const char *key;
         int value;
-    } ints[] = {{"tile", a->tile}, {"tile-overlap", a->tile_overlap}, {"vae-tile", a->vae_tile}};
+    } ints[] = {{"tile", a->tiling.tile}, {"tile-overlap", a->tiling.overlap}, {"vae-tile", a->tiling.vae_tile}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (ints[i].value >= 0)
             add_number(o, ints[i].key, "%.0f", ints[i].value);
-    add_number(o, "tile-batch", "%.0f", a->tile_batch);
-    cJSON_AddStringToObject(o, "tile-blend", ts_tile_blend_name(a->tile_blend));
+    add_number(o, "tile-batch", "%.0f", a->tiling.batch);
+    cJSON_AddStringToObject(o, "tile-blend", ts_tile_blend_name(a->tiling.blend));
     cJSON_AddStringToObject(o, "hires", a->hires);
     add_number(o, "hires-strength", "%.17g", a->hires_strength);
     add_number(o, "skip-residual", "%.17g", a->skip_residual);
@@ -607,40 +598,13 @@ static int build_region_masks(const gen_args *a, gen_state *s)
     return 0;
 }
 
-/* One line on how the canvas will be covered, so a long run's cost is no surprise;
- * an invalid tiling is refused here, before any work. */
-static int describe_tiling(const gen_state *s)
-{
-    const ts_sd_request *r = &s->req;
-    if (r->tiling.size <= 0)
-        return 0;
-    ts_tile_plan plan;
-    int rc = ts_tile_plan_init(&plan, r->height / 8, r->width / 8, &r->tiling, s->model->size_multiple / 8);
-    if (rc)
-        return rc;
-    fprintf(stderr, "canvas %dx%d: %d tiles of %dx%d px per step (overlap %d px, %s blend, %d per batch)%s\n",
-            r->width, r->height, plan.count, 8 * plan.tw, 8 * plan.th, 8 * r->tiling.overlap,
-            ts_tile_blend_name(r->tiling.blend), r->tiling.batch,
-            s->use_highres ? ", after an untiled first pass" : "");
-    ts_tile_plan_free(&plan);
-    return 0;
-}
-
 /* Tiles, VAE tiles and the two-pass mode, from the flags or the canvas size. */
 static int configure_highres(const gen_args *a, gen_state *s)
 {
     ts_sd_request *r = &s->req;
     const ts_sd_model *m = s->model;
-    int native = m->native_size, beyond = r->width > native || r->height > native;
-    int tile = a->tile >= 0 ? a->tile : beyond ? native / 8 : 0;
-    if (tile > 0)
-        r->tiling = (ts_tile_config){tile, a->tile_overlap >= 0 ? a->tile_overlap : tile / 4, a->tile_batch,
-                                     a->tile_blend};
-    int vae_tile = a->vae_tile >= 0 ? a->vae_tile : (long)r->width * r->height > 1024L * 1024 ? 64 : 0;
-    if (vae_tile > 0) {
-        s->vae_tiling = (ts_vae_tiling){.tile = vae_tile};
-        r->vae_tiling = &s->vae_tiling;
-    }
+    int native = m->native_size;
+    gen_tiling_resolve(&a->tiling, r->width, r->height, native, &r->tiling, &s->vae_tiling, &r->vae_tiling);
     s->highres = ts_sd_highres_default();
     s->highres.strength = a->hires_strength;
     s->highres.skip_residual = a->skip_residual;
@@ -652,7 +616,8 @@ static int configure_highres(const gen_args *a, gen_state *s)
     if (!strcmp(a->hires, "on") && r->mode != TS_SD_TXT2IMG)
         return ts_fail(TS_ERR_ARG, "--hires on is for text-to-image (no --init-image)");
     int rc = a->region_count ? build_region_masks(a, s) : 0;
-    return rc ? rc : describe_tiling(s);
+    return rc ? rc : describe_tiling(&r->tiling, r->width, r->height, m->size_multiple / 8,
+                                     s->use_highres ? ", after an untiled first pass" : "");
 }
 
 /* Everything from the arguments that does not need the prompts: model, images, request. */

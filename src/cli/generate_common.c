@@ -321,3 +321,52 @@ int report_failure(int rc)
     return 1;
 }
 
+
+gen_tiling_args gen_tiling_defaults(void)
+{
+    return (gen_tiling_args){.tile = -1, .overlap = -1, .batch = 2, .vae_tile = -1, .blend = TS_TILE_BLEND_GAUSSIAN};
+}
+
+int set_tiling_option(gen_tiling_args *t, const char *arg, const char *val, int *bad)
+{
+    if (!strcmp(arg, "--tile"))
+        *bad = parse_int(val, 0, 1 << 16, &t->tile);
+    else if (!strcmp(arg, "--tile-overlap"))
+        *bad = parse_int(val, 0, 1 << 16, &t->overlap);
+    else if (!strcmp(arg, "--tile-batch"))
+        *bad = parse_int(val, 1, 64, &t->batch);
+    else if (!strcmp(arg, "--tile-blend"))
+        *bad = ts_tile_blend_from_name(val, &t->blend) ? -1 : 0;
+    else if (!strcmp(arg, "--vae-tile"))
+        *bad = parse_int(val, 0, 1 << 16, &t->vae_tile);
+    else
+        return 1;
+    return 0;
+}
+
+void gen_tiling_resolve(const gen_tiling_args *t, int width, int height, int native_px, ts_tile_config *tiles,
+                        ts_vae_tiling *vae, const ts_vae_tiling **vae_used)
+{
+    int beyond = width > native_px || height > native_px;
+    int tile = t->tile >= 0 ? t->tile : beyond ? native_px / 8 : 0;
+    *tiles = tile > 0 ? (ts_tile_config){tile, t->overlap >= 0 ? t->overlap : tile / 4, t->batch, t->blend}
+                      : (ts_tile_config){0};
+    int vae_tile = t->vae_tile >= 0 ? t->vae_tile : (long)width * height > 1024L * 1024 ? 64 : 0;
+    *vae = (ts_vae_tiling){.tile = vae_tile};
+    *vae_used = vae_tile > 0 ? vae : NULL;
+}
+
+int describe_tiling(const ts_tile_config *tiles, int width, int height, int align, const char *note)
+{
+    if (tiles->size <= 0)
+        return 0;
+    ts_tile_plan plan;
+    int rc = ts_tile_plan_init(&plan, height / 8, width / 8, tiles, align);
+    if (rc)
+        return rc;
+    fprintf(stderr, "canvas %dx%d: %d tiles of %dx%d px per step (overlap %d px, %s blend, %d per batch)%s\n", width,
+            height, plan.count, 8 * plan.tw, 8 * plan.th, 8 * tiles->overlap, ts_tile_blend_name(tiles->blend),
+            tiles->batch, note);
+    ts_tile_plan_free(&plan);
+    return 0;
+}

@@ -14,6 +14,8 @@
 
 #include "core/arena.h"
 #include "io/image.h"
+#include "models/vae_tiled.h"
+#include "pipeline/tiles.h"
 
 /* A front end's flags: those taking a value and those without (NULL-terminated
  * lists); set(args, flag, value or NULL) returns 0 or 2 (bad value). */
@@ -95,6 +97,28 @@ typedef struct {
     const float *mask;  /* [H, W] in [0, 1], or NULL */
 } gen_output;
 int write_result(const gen_output *o, const float *pixels, int index, uint64_t seed, const char *text);
+
+/* The high-resolution tiling flags every front end takes: --tile, --tile-overlap,
+ * --tile-batch, --tile-blend, --vae-tile (-1: decided by the canvas size). */
+typedef struct {
+    int tile, overlap, batch, vae_tile;
+    ts_tile_blend blend;
+} gen_tiling_args;
+
+#define GEN_TILING_FLAGS "--tile", "--tile-overlap", "--tile-batch", "--tile-blend", "--vae-tile"
+gen_tiling_args gen_tiling_defaults(void);
+/* Sets the flag when it is a tiling one (*bad: 0, or non-zero for a bad value);
+ * returns 1 when it is not. */
+int set_tiling_option(gen_tiling_args *t, const char *arg, const char *val, int *bad);
+/* What the flags mean for a WxH canvas of a model whose native size is native_px:
+ * tiles of the native size once the canvas exceeds it (overlap a quarter), VAE tiles
+ * of 64 latent pixels above 1024x1024; size 0 / NULL when untiled. */
+void gen_tiling_resolve(const gen_tiling_args *t, int width, int height, int native_px, ts_tile_config *tiles,
+                        ts_vae_tiling *vae, const ts_vae_tiling **vae_used);
+/* Checks the plan (align: latent pixels tile positions must be multiples of) and
+ * prints one line on how the canvas will be covered, so a long run's cost is no
+ * surprise; note is appended to it. */
+int describe_tiling(const ts_tile_config *tiles, int width, int height, int align, const char *note);
 
 /* The exit status of a run: 0, or 1 after printing "tessera generate: <error>". */
 int report_failure(int rc);

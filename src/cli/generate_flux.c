@@ -56,6 +56,12 @@ static void flux_usage(FILE *f)
             "                          an int(STEPS / S)-step schedule (ComfyUI's rule), starting\n"
             "                          from sigma * noise + (1 - sigma) * image latent.\n"
             "      --mask-blur R       Gaussian blur of the mask, sigma R pixels (default 4)\n"
+            "high resolution (see tessera generate --help and docs/highres.md):\n"
+            "      --tile N, --tile-overlap N, --tile-batch N, --tile-blend uniform|gaussian\n"
+            "                          tiled denoising in latent pixels (even); default: tiles of\n"
+            "                          1024 px (128) once the canvas exceeds it; each tile's tokens\n"
+            "                          get RoPE positions in full-canvas coordinates\n"
+            "      --vae-tile N        exact tiled AutoEncoder (default 64 above 1024x1024; 0 = off)\n"
             "output:\n"
             "  -o, --output OUT        .png or .jpg; with --batch-count N > 1: OUT-1.png ... OUT-N.png\n"
             "      --threads N         worker threads (default: every core)\n\n"
@@ -69,6 +75,7 @@ typedef struct {
     int width, height, steps, batch, threads, has_seed, has_guidance;
     double guidance, strength, mask_blur;
     uint64_t seed;
+    gen_tiling_args tiling;
 } flux_args;
 
 /* The flags, as a table: kind says how the value is read into the field at `at`
@@ -109,11 +116,13 @@ static const flag_spec flags[] = {
 
 static int set_option(void *args, const char *arg, const char *val)
 {
+    int bad = 0;
+    if (!set_tiling_option(&((flux_args *)args)->tiling, arg, val, &bad))
+        return bad ? bad_value(arg, val) : 0;
     const flag_spec *f = flags;
     while (strcmp(arg, f->name) && !(f->alias && !strcmp(arg, f->alias)))
         f++; /* parse_options passes only listed flags */
     char *field = (char *)args + f->at;
-    int bad = 0;
     if (f->kind == FLAG_TEXT)
         *(const char **)field = val;
     else if (f->kind == FLAG_INT)
@@ -138,14 +147,19 @@ static int usage_error(const char *what, const char *detail)
 /* Returns 0, 2 for bad usage, -1 after --help. */
 static int parse_args(int argc, char **argv, flux_args *a)
 {
-    static const char *valued[2 * N_FLAGS + 1];
-    for (size_t i = 0, n = 0; i < N_FLAGS; i++) {
+    static const char *const tiling[] = {GEN_TILING_FLAGS};
+    enum { N_TILING = sizeof tiling / sizeof tiling[0] };
+    static const char *valued[2 * N_FLAGS + N_TILING + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < N_FLAGS; i++) {
         valued[n++] = flags[i].name;
         if (flags[i].alias)
             valued[n++] = flags[i].alias;
     }
+    for (size_t i = 0; i < N_TILING; i++)
+        valued[n++] = tiling[i];
     static const gen_options flux_options = {flux_usage, valued, NULL, set_option};
-    *a = (flux_args){.batch = 1, .guidance = 3.5, .strength = -1, .mask_blur = 4};
+    *a = (flux_args){.batch = 1, .guidance = 3.5, .strength = -1, .mask_blur = 4, .tiling = gen_tiling_defaults()};
     int rc = parse_options(argc, argv, &flux_options, a);
     if (rc)
         return rc;
@@ -186,6 +200,7 @@ typedef struct {
     ts_flux_request req;
     ts_flux_cond cond;
     gen_io io;
+    ts_vae_tiling vae_tiling;
 } flux_state;
 
 static char *infotext(const flux_args *a, const flux_state *s, uint64_t seed)
@@ -195,8 +210,14 @@ static char *infotext(const flux_args *a, const flux_state *s, uint64_t seed)
     char blur[32], guidance[32];
     snprintf(blur, sizeof blur, "%g", a->mask_blur);
     snprintf(guidance, sizeof guidance, "%g", r->guidance);
-    ts_infotext_pair extra[2];
+    char tiling[64];
+    ts_infotext_pair extra[3];
     int n = 0;
+    if (r->tiling.size > 0) {
+        snprintf(tiling, sizeof tiling, "%d/%d %s", r->tiling.size, r->tiling.overlap,
+                 ts_tile_blend_name(r->tiling.blend));
+        extra[n++] = (ts_infotext_pair){"Tiled diffusion", tiling};
+    }
     if (ts_flux_has_guidance(s->model->flux))
         extra[n++] = (ts_infotext_pair){"Distilled CFG Scale", guidance};
     if (r->mask)
@@ -236,6 +257,8 @@ static int prepare(const flux_args *a, flux_state *s)
     r->height = s->io.height;
     r->image = s->io.image;
     r->mask = s->io.mask;
+    gen_tiling_resolve(&a->tiling, r->width, r->height, 1024, &r->tiling, &s->vae_tiling, &r->vae_tiling);
+    rc = rc ? rc : describe_tiling(&r->tiling, r->width, r->height, 2, "");
     if (rc == 0 && a->t5_tokenizer)
         rc = ts_t5_tokenizer_load(a->t5_tokenizer, &s->tokenizer);
     int truncated = 0;

@@ -12,7 +12,9 @@
 
 #include "core/error.h"
 #include "models/family.h"
+#include "models/vae_tiled.h"
 #include "pipeline/sd.h"
+#include "pipeline/tiles.h"
 #include "sample/denoiser.h"
 #include "sample/rng.h"
 #include "sample/sampler.h"
@@ -174,6 +176,9 @@ typedef struct {
     int64_t h, w;                    /* latent size */
     size_t n;                        /* 16 * h * w */
     float *noise, *init, *mask;      /* packed [n]; init and mask NULL for txt2img / img2img */
+    ts_tile_plan plan;               /* one tile of the whole latent when untiled */
+    int tile_batch;
+    float *canvas, *acc, *wsum;      /* unpacked x, blended v [n]; weights [h * w] */
 } flux_run;
 
 static void probe(const ts_flux_request *r, const char *name, int step, const float *data, int ndim,
@@ -185,23 +190,81 @@ static void probe(const ts_flux_request *r, const char *name, int step, const fl
     r->probe(r->probe_ctx, name, step, &t);
 }
 
+/* The transformer's velocity for `count` tiles from tile `first`: each tile of the
+ * unpacked canvas is packed into its own tokens, with position ids in full-canvas
+ * coordinates (RoPE then sees where the tile lies), and its output is unpacked and
+ * blended into d->acc. */
+static int run_tiles(flux_run *d, int first, int count, double sigma)
+{
+    const ts_tile_plan *p = &d->plan;
+    const ts_flux_request *r = d->r;
+    int64_t c = d->m->vae.z_channels, tokens = (p->th / 2) * (p->tw / 2);
+    int64_t lt = r->cond->txt.shape[1], dt = r->cond->txt.shape[2], dv = r->cond->vec.shape[1];
+    size_t tile_n = (size_t)c * p->th * p->tw, mark = ts_arena_mark(d->arena);
+    ts_tensor img = ts_arena_tensor(d->arena, 3, (int64_t[]){count, tokens, 4 * c});
+    ts_tensor ids = ts_arena_tensor(d->arena, 3, (int64_t[]){count, tokens, 3});
+    ts_tensor txt = ts_arena_tensor(d->arena, 3, (int64_t[]){count, lt, dt});
+    ts_tensor txt_ids = ts_arena_tensor(d->arena, 3, (int64_t[]){count, lt, 3});
+    ts_tensor vec = ts_arena_tensor(d->arena, 2, (int64_t[]){count, dv});
+    float *t = ts_arena_alloc(d->arena, 2 * (size_t)count * sizeof *t), *g = t + count;
+    float *tile = ts_arena_alloc(d->arena, tile_n * sizeof *tile);
+    if (!img.data || !ids.data || !txt.data || !txt_ids.data || !vec.data || !t || !tile) {
+        ts_arena_reset(d->arena, mark);
+        return ts_fail(TS_ERR_NOMEM, "out of memory for a batch of %d tiles", count);
+    }
+    memset(txt_ids.data, 0, (size_t)count * lt * 3 * sizeof(float));
+    for (int k = 0; k < count; k++) {
+        const ts_tile *o = &p->tiles[first + k];
+        ts_tile_crop(p, first + k, d->canvas, (int)c, tile);
+        ts_flux_pack(tile, 1, c, p->th, p->tw, img.data + (size_t)k * tile_n);
+        float *id = ids.data + (size_t)k * tokens * 3;
+        ts_flux_img_ids(p->th, p->tw, id);
+        for (int64_t i = 0; i < tokens; i++) {
+            id[i * 3 + 1] += (float)(o->y / 2);
+            id[i * 3 + 2] += (float)(o->x / 2);
+        }
+        memcpy(txt.data + (size_t)k * lt * dt, r->cond->txt.data, (size_t)(lt * dt) * sizeof(float));
+        memcpy(vec.data + (size_t)k * dv, r->cond->vec.data, (size_t)dv * sizeof(float));
+        t[k] = (float)sigma;
+        g[k] = (float)r->guidance;
+    }
+    ts_flux_inputs in = {.img = &img, .img_ids = &ids, .txt = &txt, .txt_ids = &txt_ids, .y = &vec,
+                         .timesteps = t, .guidance = g};
+    ts_tensor v;
+    int rc = ts_flux_forward(d->m->flux, &in, d->arena, &v);
+    for (int k = 0; rc == 0 && k < count; k++) {
+        ts_flux_unpack(v.data + (size_t)k * tile_n, 1, c, p->th, p->tw, tile);
+        ts_tile_accumulate(p, first + k, tile, (int)c, NULL, d->acc, d->wsum);
+    }
+    ts_arena_reset(d->arena, mark);
+    return rc;
+}
+
 /* D(x, sigma) = x - sigma * v(x, t = sigma): the reference's x += (t_next - t) * v
- * is then exactly an Euler step. */
+ * is then exactly an Euler step.  v is blended from the tiles (tiles.h). */
 static int flux_denoise(void *user, const float *x, size_t n, double sigma, float *denoised)
 {
     flux_run *d = user;
-    float t = (float)sigma, g = (float)d->r->guidance;
-    ts_tensor img = d->img;
-    img.data = (float *)x;
-    ts_flux_inputs in = {.img = &img, .img_ids = &d->img_ids, .txt = &d->r->cond->txt, .txt_ids = &d->txt_ids,
-                         .y = &d->r->cond->vec, .timesteps = &t, .guidance = &g};
-    size_t mark = ts_arena_mark(d->arena);
-    ts_tensor v;
-    int rc = ts_flux_forward(d->m->flux, &in, d->arena, &v);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        denoised[i] = (float)((double)x[i] - sigma * v.data[i]);
+    int64_t c = d->m->vae.z_channels;
+    size_t plane = (size_t)d->h * d->w, mark = ts_arena_mark(d->arena);
+    ts_flux_unpack(x, 1, c, d->h, d->w, d->canvas);
+    memset(d->acc, 0, n * sizeof *d->acc);
+    memset(d->wsum, 0, plane * sizeof *d->wsum);
+    int rc = 0;
+    ts_arena_hold_pages(d->arena, 1);
+    for (int t = 0; rc == 0 && t < d->plan.count; t += d->tile_batch) {
+        int count = d->plan.count - t < d->tile_batch ? d->plan.count - t : d->tile_batch;
+        rc = run_tiles(d, t, count, sigma);
+    }
+    ts_arena_hold_pages(d->arena, 0);
     ts_arena_reset(d->arena, mark);
-    return rc;
+    if (rc)
+        return rc;
+    ts_tile_normalize(d->acc, d->wsum, (int)c, plane);
+    ts_flux_pack(d->acc, 1, c, d->h, d->w, denoised);
+    for (size_t i = 0; i < n; i++)
+        denoised[i] = (float)((double)x[i] - sigma * denoised[i]);
+    return 0;
 }
 
 static int on_step(void *user, int i, int steps, double sigma, const float *x, const float *denoised)
@@ -289,7 +352,8 @@ static int prepare_image(flux_run *d, float *tmp)
     int64_t c = m->vae.z_channels, plane = d->h * d->w;
     size_t mark = ts_arena_mark(d->arena);
     ts_tensor in = ts_tensor_view((float *)r->image, 4, (int64_t[]){1, 3, r->height, r->width}), moments;
-    int rc = ts_vae_encode(&m->vae, &in, d->arena, &moments);
+    int rc = r->vae_tiling ? ts_vae_encode_tiled(&m->vae, &in, r->vae_tiling, d->arena, &moments)
+                           : ts_vae_encode(&m->vae, &in, d->arena, &moments);
     for (size_t i = 0; rc == 0 && i < d->n; i++)
         tmp[i] = (moments.data[i] - m->latent.shift) * m->latent.scale;
     ts_arena_reset(d->arena, mark);
@@ -319,8 +383,9 @@ static int decode(flux_run *d, float *latent, float *image)
     ts_weights_evict(m->main);
     size_t mark = ts_arena_mark(d->arena);
     ts_tensor lat = ts_tensor_view(z, 4, (int64_t[]){1, m->vae.z_channels, d->h, d->w}), out;
-    int rc = ts_vae_decode(&m->vae, &lat, d->arena, &out);
-    if (rc == 0)
+    int rc = d->r->vae_tiling ? ts_vae_decode_tiled_into(&m->vae, &lat, d->r->vae_tiling, d->arena, image)
+                              : ts_vae_decode(&m->vae, &lat, d->arena, &out);
+    if (rc == 0 && !d->r->vae_tiling)
         memcpy(image, out.data, (size_t)ts_tensor_numel(&out) * sizeof(float));
     ts_arena_reset(d->arena, mark);
     free(z);
@@ -366,6 +431,16 @@ int ts_flux_generate(const ts_flux_model *m, const ts_flux_request *r, ts_arena 
     if (!d.img_ids.data || !d.txt_ids.data || !d.noise || (r->image && !d.init) || (r->mask && !d.mask) || !x ||
         !lat || !sigmas)
         rc = ts_fail(TS_ERR_NOMEM, "out of memory");
+    ts_tile_config tc = r->tiling;
+    if (tc.size <= 0) /* one tile of the whole latent: the untiled pass */
+        tc = (ts_tile_config){(int)(h > w ? h : w), 0, 1, TS_TILE_BLEND_UNIFORM};
+    rc = rc ? rc : ts_tile_plan_init(&d.plan, (int)h, (int)w, &tc, 2);
+    d.tile_batch = tc.batch;
+    d.canvas = malloc(n * sizeof *d.canvas);
+    d.acc = malloc(n * sizeof *d.acc);
+    d.wsum = malloc((size_t)(h * w) * sizeof *d.wsum);
+    if (rc == 0 && (!d.canvas || !d.acc || !d.wsum))
+        rc = ts_fail(TS_ERR_NOMEM, "out of memory");
     if (rc == 0)
         ts_flux_img_ids(h, w, d.img_ids.data);
     rc = rc ? rc : draw_noise(&d, lat);
@@ -386,5 +461,9 @@ int ts_flux_generate(const ts_flux_model *m, const ts_flux_request *r, ts_arena 
     free(d.mask);
     free(d.img_ids.data);
     free(d.txt_ids.data);
+    free(d.canvas);
+    free(d.acc);
+    free(d.wsum);
+    ts_tile_plan_free(&d.plan);
     return rc;
 }

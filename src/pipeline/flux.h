@@ -43,6 +43,8 @@
 #include "io/weights.h"
 #include "models/flux.h"
 #include "models/vae.h"
+#include "models/vae_tiled.h"
+#include "pipeline/tiles.h"
 #include "text/t5_tokenizer.h"
 
 #define TS_FLUX_CLIP_TOKENS 77
@@ -110,6 +112,10 @@ typedef struct {
     double strength;    /* img2img / inpaint denoise in (0, 1] */
     const float *noise; /* [1, 16, h, w] initial noise; NULL: torch.randn from seed */
     uint64_t seed;
+    /* Tiled denoising (tiles.h; latent pixels, even): tiles get RoPE positions in
+     * full-canvas coordinates.  size 0: the whole latent in one piece. */
+    ts_tile_config tiling;
+    const ts_vae_tiling *vae_tiling; /* NULL: encode and decode in one piece */
     ts_flux_probe_fn probe;
     void *probe_ctx;
     ts_flux_progress_fn progress;
