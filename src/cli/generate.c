@@ -36,6 +36,7 @@
 #include "core/threads.h"
 #include "io/image.h"
 #include "pipeline/highres.h"
+#include "pipeline/upscale.h"
 #include "pipeline/run_state.h"
 #include "pipeline/sd.h"
 #include "pipeline/sd_text.h"
@@ -90,6 +91,10 @@ static void generate_usage(FILE *f)
             "                          upscaled latent refined by tiled img2img (auto: on when the\n"
             "                          canvas has over twice the native area); see docs/highres.md\n"
             "      --hires-strength S  refinement denoise (default 0.6)\n"
+            "      --hires-upscale U   how the first pass reaches the canvas: latent (default: its\n"
+            "                          latent resized), pixel (decoded, resized, encoded), or an\n"
+            "                          UpscalerJS model (slim, medium, thick, default; installed by\n"
+            "                          scripts/fetch-models.sh) enlarging the picture first\n"
             "      --hires-size WxH    first pass size (default: native area, canvas aspect)\n"
             "      --skip-residual A   DemoFusion skip residual exponent (default 3; 0 = off)\n"
             "      --region \"X,Y,W,H:PROMPT\"\n"
@@ -125,6 +130,7 @@ typedef struct {
 typedef struct {
     ts_sd_files files;
     const char *prompt, *negative, *out, *init_image, *mask, *sampler, *scheduler, *hires, *resume;
+    const char *hires_upscale; /* latent, pixel, or an UpscalerJS model name */
     int width, height, steps, batch, clip_skip, threads, instruct, has_seed;
     int first_image; /* a resumed batch continues at this image */
     int hires_w, hires_h, region_count;
@@ -176,6 +182,10 @@ static int set_highres_option(gen_args *a, const char *arg, const char *val, int
     if (!strcmp(arg, "--hires")) {
         a->hires = val;
         *bad = strcmp(val, "auto") && strcmp(val, "on") && strcmp(val, "off");
+    } else if (!strcmp(arg, "--hires-upscale")) {
+        a->hires_upscale = val;
+        *bad = strcmp(val, "latent") && strcmp(val, "pixel") && strcmp(val, "slim") && strcmp(val, "medium") &&
+               strcmp(val, "thick") && strcmp(val, "default");
     } else if (!strcmp(arg, "--hires-strength"))
         *bad = parse_double(val, 1e-6, 1.0, &a->hires_strength);
     else if (!strcmp(arg, "--hires-size"))
@@ -261,7 +271,7 @@ static int is_valued(const char *arg)
         "-p", "--prompt", "-n", "--negative-prompt", "--clip-skip", "-W", "--width", "-H", "--height",
         "--steps", "--cfg", "--sampler", "--scheduler", "--seed", "--batch-count", "--init-image",
         "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads", "--resume",
-        GEN_TILING_FLAGS, "--hires", "--hires-strength",
+        GEN_TILING_FLAGS, "--hires", "--hires-strength", "--hires-upscale",
         "--hires-size", "--skip-residual", "--region", "--region-mask"};
     for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
         if (!strcmp(arg, valued[k]))
@@ -273,7 +283,8 @@ static void set_defaults(gen_args *a)
 {
     *a = (gen_args){.negative = "", .sampler = "dpmpp_2m", .scheduler = "karras", .steps = 20, .batch = 1,
                     .cfg = -1, .strength = -1, .mask_blur = 4, .image_cfg = 1.5, .hires = "auto",
-                    .tiling = gen_tiling_defaults(), .hires_strength = 0.6, .skip_residual = 3};
+                    .tiling = gen_tiling_defaults(), .hires_strength = 0.6, .skip_residual = 3,
+                    .hires_upscale = "latent"};
 }
 
 /* What the options must satisfy together; 0 or 2. */
@@ -380,6 +391,7 @@ static void add_highres_settings(cJSON *o, const gen_args *a)
     add_number(o, "tile-batch", "%.0f", a->tiling.batch);
     cJSON_AddStringToObject(o, "tile-blend", ts_tile_blend_name(a->tiling.blend));
     cJSON_AddStringToObject(o, "hires", a->hires);
+    cJSON_AddStringToObject(o, "hires-upscale", a->hires_upscale);
     add_number(o, "hires-strength", "%.17g", a->hires_strength);
     add_number(o, "skip-residual", "%.17g", a->skip_residual);
     if (a->hires_w) {
@@ -507,7 +519,7 @@ static char *infotext(const gen_args *a, const ts_sd_request *r, const ts_sd_hig
     snprintf(icfg, sizeof icfg, "%g", r->image_cfg);
     snprintf(skip, sizeof skip, "%d", a->clip_skip);
     char tiling[64], hires[64];
-    ts_infotext_pair extra[6];
+    ts_infotext_pair extra[7];
     int n = 0;
     if (r->tiling.size > 0) {
         snprintf(tiling, sizeof tiling, "%d/%d %s", r->tiling.size, r->tiling.overlap,
@@ -517,6 +529,7 @@ static char *infotext(const gen_args *a, const ts_sd_request *r, const ts_sd_hig
     if (highres) {
         snprintf(hires, sizeof hires, "%g, skip residual %g", highres->strength, highres->skip_residual);
         extra[n++] = (ts_infotext_pair){"Hires strength", hires};
+        extra[n++] = (ts_infotext_pair){"Hires upscaler", a->hires_upscale};
     }
     if (r->mode == TS_SD_INPAINT)
         extra[n++] = (ts_infotext_pair){"Mask blur", blur};
@@ -548,6 +561,7 @@ typedef struct {
     ts_vae_tiling vae_tiling;
     ts_sd_highres highres;
     int use_highres;
+    ts_rdn *upscaler; /* --hires-upscale MODEL */
     float *region_masks; /* [region_count, H, W] */
     ts_sd_region regions[MAX_REGIONS];
     ts_sd_prompts region_prompts[MAX_REGIONS];
@@ -598,6 +612,15 @@ static int build_region_masks(const gen_args *a, gen_state *s)
     return 0;
 }
 
+/* The UpscalerJS model `name` at the scale nearest the first pass's enlargement. */
+static int load_upscaler(const char *name, double ratio, ts_rdn **out)
+{
+    char path[4096];
+    int scale = ratio > 3 ? 4 : 2;
+    int rc = ts_upscaler_model_path(NULL, name, scale, path, sizeof path);
+    return rc ? rc : ts_rdn_load(path, out);
+}
+
 /* Tiles, VAE tiles and the two-pass mode, from the flags or the canvas size. */
 static int configure_highres(const gen_args *a, gen_state *s)
 {
@@ -610,11 +633,21 @@ static int configure_highres(const gen_args *a, gen_state *s)
     s->highres.skip_residual = a->skip_residual;
     s->highres.width = a->hires_w;
     s->highres.height = a->hires_h;
+    s->highres.upscale = strcmp(a->hires_upscale, "latent") ? TS_HIRES_PIXEL : TS_HIRES_LATENT;
     long area = (long)r->width * r->height, native_area = (long)native * native;
     s->use_highres = r->mode == TS_SD_TXT2IMG &&
                      (!strcmp(a->hires, "on") || (!strcmp(a->hires, "auto") && area > 2 * native_area));
     if (!strcmp(a->hires, "on") && r->mode != TS_SD_TXT2IMG)
         return ts_fail(TS_ERR_ARG, "--hires on is for text-to-image (no --init-image)");
+    if (s->use_highres && s->highres.upscale == TS_HIRES_PIXEL && strcmp(a->hires_upscale, "pixel")) {
+        int w1 = a->hires_w, h1 = a->hires_h;
+        if (!w1)
+            ts_sd_highres_first_size(m, r->width, r->height, &w1, &h1);
+        int rc = load_upscaler(a->hires_upscale, (double)r->width / w1, &s->upscaler);
+        if (rc)
+            return rc;
+        s->highres.upscaler = s->upscaler;
+    }
     int rc = a->region_count ? build_region_masks(a, s) : 0;
     return rc ? rc : describe_tiling(&r->tiling, r->width, r->height, m->size_multiple / 8,
                                      s->use_highres ? ", after an untiled first pass" : "");
@@ -727,6 +760,7 @@ static int run(const gen_args *a, const ts_run_state *from)
     for (int k = 0; k < a->region_count; k++)
         ts_sd_prompts_free(&s.region_prompts[k]);
     free(s.region_masks);
+    ts_rdn_free(s.upscaler);
     gen_io_free(&s.io);
     ts_sd_free(s.model);
     free(stop.settings);

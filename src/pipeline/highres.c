@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "pipeline/upscale.h"
 
 ts_sd_highres ts_sd_highres_default(void)
 {
@@ -64,6 +65,42 @@ static int first_pass(const ts_sd_model *m, const ts_sd_request *r, int w1, int 
     return rc;
 }
 
+/* The first pass's picture brought to the canvas and encoded: decode (small, in one
+ * piece), enlarge (super-resolution, then bilinear to the exact size), encode with
+ * the canvas request's VAE tiling.  small is clobbered; up receives the latent. */
+static int upscale_pixels(const ts_sd_model *m, const ts_sd_request *r, const ts_sd_highres *h, int w1, int h1,
+                          ts_arena *arena, float *small, float *up)
+{
+    ts_sd_request first = *r;
+    first.width = w1;
+    first.height = h1;
+    first.vae_tiling = NULL;
+    first.probe = NULL;
+    int s = h->upscaler ? ts_rdn_scale(h->upscaler) : 1;
+    size_t canvas = (size_t)r->width * r->height, sr = (size_t)w1 * s * h1 * s;
+    float *pic = malloc(sizeof *pic * 3 * (size_t)w1 * h1), *big = malloc(sizeof *big * 3 * sr);
+    float *full = malloc(sizeof *full * 3 * canvas);
+    int rc = pic && big && full ? 0 : ts_fail(TS_ERR_NOMEM, "out of memory for the upscaled first pass");
+    rc = rc ? rc : ts_sd_decode(m, &first, small, arena, pic);
+    if (rc == 0 && h->upscaler) { /* the networks take [0, 1] */
+        for (size_t i = 0; i < 3 * (size_t)w1 * h1; i++)
+            pic[i] = fminf(fmaxf(pic[i] * 0.5f + 0.5f, 0.0f), 1.0f);
+        ts_upscale_opts opts = {.tile = -1};
+        rc = ts_upscale_planar(h->upscaler, pic, w1, h1, &opts, big, NULL);
+        for (size_t i = 0; rc == 0 && i < 3 * sr; i++)
+            big[i] = big[i] * 2.0f - 1.0f;
+    } else if (rc == 0) {
+        memcpy(big, pic, sizeof *big * 3 * sr);
+    }
+    for (int c = 0; rc == 0 && c < 3; c++)
+        ts_resize_bilinear(big + c * sr, h1 * s, w1 * s, full + c * canvas, r->height, r->width);
+    rc = rc ? rc : ts_sd_encode(m, r, full, arena, up);
+    free(pic);
+    free(big);
+    free(full);
+    return rc;
+}
+
 int ts_sd_generate_highres(const ts_sd_model *m, const ts_sd_request *r, const ts_sd_highres *h, ts_arena *arena,
                            float *image)
 {
@@ -88,8 +125,10 @@ int ts_sd_generate_highres(const ts_sd_model *m, const ts_sd_request *r, const t
     int decode_only = from && from->pass == 1 && !strcmp(from->phase, "decode");
     if (rc == 0 && !decode_only)
         rc = first_pass(m, r, w1, h1, from && from->pass == 0 ? from : NULL, arena, small);
+    if (rc == 0 && !decode_only && h->upscale == TS_HIRES_PIXEL)
+        rc = upscale_pixels(m, r, h, w1, h1, arena, small, up);
     if (rc == 0) {
-        for (int c = 0; c < 4 && !decode_only; c++)
+        for (int c = 0; c < 4 && !decode_only && h->upscale == TS_HIRES_LATENT; c++)
             ts_resize_bilinear(small + (size_t)c * (h1 / 8) * (w1 / 8), h1 / 8, w1 / 8, up + (size_t)c * lh * lw, lh,
                                lw);
         ts_sd_request second = *r;

@@ -14,12 +14,20 @@
 #ifndef TS_PIPELINE_HIGHRES_H
 #define TS_PIPELINE_HIGHRES_H
 
+#include "models/rdn.h"
 #include "pipeline/sd.h"
+
+/* How the first pass reaches the canvas: its latent resized (cheap, soft), or its
+ * picture decoded, enlarged (by a super-resolution network when one is given, then
+ * resized to the exact size) and encoded again (sharper, costs a VAE round trip). */
+typedef enum { TS_HIRES_LATENT, TS_HIRES_PIXEL } ts_hires_upscale;
 
 typedef struct {
     int width, height;    /* first pass, pixels; 0: the native area at the canvas's aspect */
     double strength;      /* refinement denoise in (0, 1] */
     double skip_residual; /* cosine decay exponent (DemoFusion's alpha_1 = 3); 0 = off */
+    ts_hires_upscale upscale;
+    const ts_rdn *upscaler; /* TS_HIRES_PIXEL: super-resolution first; NULL: bilinear only */
 } ts_sd_highres;
 
 /* Defaults: strength 0.6, skip residual exponent 3, first pass size automatic. */

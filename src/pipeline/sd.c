@@ -524,6 +524,14 @@ static int sample(sd_denoiser *d, const float *sigmas, float *x, ts_run_state *a
     return rc;
 }
 
+int ts_sd_encode(const ts_sd_model *m, const ts_sd_request *r, const float *image, ts_arena *arena, float *latent)
+{
+    int rc = encode_mean(m, r, image, arena, latent);
+    if (rc == 0)
+        to_model_space(&m->latent, latent, (size_t)4 * (r->height / 8) * (r->width / 8));
+    return rc;
+}
+
 int ts_sd_decode(const ts_sd_model *m, const ts_sd_request *r, float *latent, ts_arena *arena, float *image)
 {
     int h = r->height / 8, w = r->width / 8;

@@ -154,6 +154,9 @@ int ts_sd_generate(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena
 /* As ts_sd_generate without the decode: latent receives the model-space result
  * [1, 4, h, w]. */
 int ts_sd_sample(const ts_sd_model *m, const ts_sd_request *r, ts_arena *arena, float *latent);
+/* The VAE encoder's posterior mean of image [1, 3, H, W] (r's size; tiled with
+ * r->vae_tiling when set) in model space: latent [1, 4, H/8, W/8]. */
+int ts_sd_encode(const ts_sd_model *m, const ts_sd_request *r, const float *image, ts_arena *arena, float *latent);
 /* The VAE decode of a model-space latent [1, 4, h, w] into image [1, 3, 8h, 8w]
  * (tiled with r->vae_tiling when set); latent is clobbered. */
 int ts_sd_decode(const ts_sd_model *m, const ts_sd_request *r, float *latent, ts_arena *arena, float *image);

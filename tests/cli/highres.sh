@@ -47,6 +47,17 @@ cmp -s "$tmp/hires.png" "$tmp/hires_again.png" && echo "ok: two-pass runs are by
 differ "$tmp/tiled_b1.png" "$tmp/hires.png" "the two-pass run differs from the one-pass tiled run"
 gen "${p[@]}" --hires on --hires-size 64x64 --tile 8 --tile-overlap 4 --skip-residual 0 -o "$tmp/hires_noskip.png"
 differ "$tmp/hires.png" "$tmp/hires_noskip.png" "the skip residual changes the refinement"
+# The first pass enlarged in pixels (decoded, resized, encoded) rather than as a latent; and
+# through a super-resolution network when scripts/fetch-models.sh has installed one.
+gen "${p[@]}" --hires on --hires-size 64x64 --tile 8 --tile-overlap 4 --hires-upscale pixel -o "$tmp/hires_px.png"
+differ "$tmp/hires.png" "$tmp/hires_px.png" "the pixel-space upscale gives another refinement start"
+grep -q "Hires upscaler: pixel" <(python3 "$here/png_check.py" text "$tmp/hires_px.png") \
+    && echo "ok: the upscaler is recorded" || bad "no upscaler in the parameters text"
+if "$tessera" upscale --help >/dev/null 2>&1 && [ -d "$here/../../models/upscalerjs/esrgan-slim" ]; then
+    gen "${p[@]}" --hires on --hires-size 64x64 --tile 8 --tile-overlap 4 --hires-upscale slim -o "$tmp/hires_sr.png"
+    differ "$tmp/hires_px.png" "$tmp/hires_sr.png" "super-resolution changes the enlarged first pass"
+fi
+
 # A two-pass run stopped in either pass finishes, from its state file, to the same bytes.
 for stop in 2 5; do
     TESSERA_STOP_AFTER_STEP=$stop "$tessera" generate --unet-heads 2 --clip-heads 2 -m "$model" --steps 3 --seed 5 \
