@@ -14,13 +14,15 @@
 
 static void seams_usage(FILE *f)
 {
-    fprintf(f, "usage: tessera seams IMAGE --grid TW[xTH] [--offset X[,Y]] [--max R]\n\n"
+    fprintf(f, "usage: tessera seams IMAGE --grid TW[xTH] [--offset X[,Y]] [--reference REF] [--max R]\n\n"
                "Scores the seams a tile grid leaves in IMAGE (PNG or JPEG): the mean absolute\n"
                "difference of neighbouring pixels across the grid's boundary lines divided by\n"
                "the mean over all other neighbours.  About 1.0: no visible grid; above ~1.1: seams.\n\n"
-               "  --grid TW[xTH]  tile pitch in image pixels (square when TH is left out)\n"
-               "  --offset X[,Y]  where one boundary line lies (default 0,0: the image corner)\n"
-               "  --max R         exit 1 when the ratio is above R\n");
+               "  --grid TW[xTH]    tile pitch in image pixels (square when TH is left out)\n"
+               "  --offset X[,Y]    where one boundary line lies (default 0,0: the image corner)\n"
+               "  --reference REF   score IMAGE - REF instead (REF: the same picture made untiled):\n"
+               "                    the seams tiling added, even where the picture is busy texture\n"
+               "  --max R           exit 1 when the ratio is above R\n");
 }
 
 /* "A" or "AsepB" with positive (or, when allow_zero, non-negative) ints. */
@@ -37,32 +39,54 @@ static int parse_pair(const char *s, char sep, int allow_zero, int *a, int *b)
     return 0;
 }
 
-static int score_file(const char *path, const ts_seam_grid *grid, ts_seam_score *out)
+/* The colour planes of path as [channels, h, w] in [0, 1] (alpha is not part of the
+ * picture), malloc'd. */
+static int read_planar(const char *path, float **planar, int *channels, int *width, int *height)
 {
     ts_image img = {0}, color = {0}, alpha = {0};
     int rc = ts_image_read(path, &img);
     const ts_image *use = &img;
-    if (!rc && (img.channels == 2 || img.channels == 4)) { /* alpha is not part of the picture */
+    if (!rc && (img.channels == 2 || img.channels == 4)) {
         rc = ts_image_split_alpha(&img, &color, &alpha);
         use = &color;
     }
-    float *planar = rc ? NULL : malloc(ts_image_bytes(use) / ts_image_sample_size(use) * sizeof(float));
-    if (!rc && !planar)
+    *planar = rc ? NULL : malloc(ts_image_bytes(use) / ts_image_sample_size(use) * sizeof(float));
+    if (!rc && !*planar)
         rc = ts_fail(TS_ERR_NOMEM, "%s: no memory for %dx%d pixels", path, use->width, use->height);
     if (!rc) {
-        ts_image_to_planar(use, TS_RANGE_UNIT, planar);
-        rc = ts_seam_measure(planar, use->channels, use->width, use->height, grid, out);
+        ts_image_to_planar(use, TS_RANGE_UNIT, *planar);
+        *channels = use->channels;
+        *width = use->width;
+        *height = use->height;
     }
-    free(planar);
     ts_image_free(&alpha);
     ts_image_free(&color);
     ts_image_free(&img);
     return rc;
 }
 
+static int score_file(const char *path, const char *reference, const ts_seam_grid *grid, ts_seam_score *out)
+{
+    float *image = NULL, *ref = NULL;
+    int c, w, h, rc_, rw, rh;
+    int rc = read_planar(path, &image, &c, &w, &h);
+    if (!rc && reference) {
+        rc = read_planar(reference, &ref, &rc_, &rw, &rh);
+        if (!rc && (rc_ != c || rw != w || rh != h))
+            rc = ts_fail(TS_ERR_ARG, "%s is %dx%d with %d channels, the reference %dx%d with %d", path, w, h, c, rw,
+                         rh, rc_);
+        for (size_t i = 0; !rc && i < (size_t)c * w * h; i++)
+            image[i] -= ref[i];
+    }
+    rc = rc ? rc : ts_seam_measure(image, c, w, h, grid, out);
+    free(image);
+    free(ref);
+    return rc;
+}
+
 int cmd_seams(int argc, char **argv)
 {
-    const char *path = NULL;
+    const char *path = NULL, *reference = NULL;
     ts_seam_grid grid = {0};
     double max = 0.0;
     for (int i = 1; i < argc; i++) {
@@ -76,6 +100,8 @@ int cmd_seams(int argc, char **argv)
             bad = !v || parse_pair(v, 'x', 0, &grid.tile_w, &grid.tile_h);
         else if (strcmp(a, "--offset") == 0)
             bad = !v || parse_pair(v, ',', 1, &grid.offset_x, &grid.offset_y);
+        else if (strcmp(a, "--reference") == 0)
+            bad = !(reference = v);
         else if (strcmp(a, "--max") == 0)
             bad = !v || (max = strtod(v, NULL)) <= 0.0;
         else if (a[0] == '-' || path)
@@ -95,7 +121,7 @@ int cmd_seams(int argc, char **argv)
         return 2;
     }
     ts_seam_score s;
-    if (score_file(path, &grid, &s)) {
+    if (score_file(path, reference, &grid, &s)) {
         fprintf(stderr, "tessera seams: %s\n", ts_error_message());
         return 1;
     }

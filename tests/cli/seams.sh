@@ -23,6 +23,7 @@ def value(x, y, c, step):
     return max(0, min(255, int(round(v))))
 png(sys.argv[1] + "/smooth.png", 320, 256, 3, lambda x, y: [value(x, y, c, 0) for c in range(3)])
 png(sys.argv[1] + "/seams.png", 320, 256, 3, lambda x, y: [value(x, y, c, 8) for c in range(3)])
+png(sys.argv[1] + "/small.png", 64, 64, 3, lambda x, y: [value(x, y, c, 0) for c in range(3)])
 png(sys.argv[1] + "/seams_rgba.png", 320, 256, 4, lambda x, y: [value(x, y, c, 8) for c in range(3)] + [x % 256])
 PY
 ratio() { "$tessera" seams "$@" | sed -n 's/^seam ratio \([0-9.]*\).*/\1/p'; }
@@ -37,7 +38,14 @@ r=$(ratio "$tmp/seams.png" --grid 64x64 --offset 32,32)
 check "a grid off the steps sees none ($r)" "0.95 < ${r:-0} < 1.05"
 r=$(ratio "$tmp/seams_rgba.png" --grid 64)
 check "RGBA: alpha ignored ($r)" "${r:-0} > 1.10"
+# Against a reference: the deviation from it is scored, so a step grid shows even where the
+# picture itself is busy, and a picture scored against itself has no seams.
+r=$(ratio "$tmp/seams.png" --grid 64 --reference "$tmp/smooth.png")
+check "the deviation from the reference is all seams ($r)" "${r:-0} > 5"
+r=$(ratio "$tmp/seams.png" --grid 64 --offset 32,32 --reference "$tmp/smooth.png")
+check "... but not on a grid off the steps ($r)" "${r:-9} < 1.05"
 . "$(dirname "$0")/lib/expect.sh"
+expect 1 "a reference of another size fails" -- "$tessera" seams "$tmp/smooth.png" --grid 64 --reference "$tmp/small.png"
 expect 1 "--max fails a seamed image" -- "$tessera" seams "$tmp/seams.png" --grid 64 --max 1.1
 expect 0 "--max passes a smooth image" -- "$tessera" seams "$tmp/smooth.png" --grid 64 --max 1.1
 expect 2 "--grid is required" -- "$tessera" seams "$tmp/smooth.png"
