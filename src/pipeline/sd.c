@@ -126,6 +126,8 @@ static int run_items(sd_denoiser *d, const work_item *items, int count, const fl
             ts_sdxl_vector(c->pooled, 1, c->pooled_dim, sizes, y.data + (size_t)k * adm);
         ts[k] = t;
     }
+    if (adm)
+        probe(d->r, "vector", -1, y.data, 2, y.shape);
     ts_unet_inputs ui = {.x = &in, .timesteps = ts, .context = &context, .y = adm ? &y : NULL};
     ts_tensor out;
     int rc = ts_unet_forward(m->unet, &ui, d->arena, &out);

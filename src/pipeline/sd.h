@@ -94,7 +94,8 @@ typedef struct {
 /* Reports intermediate values: "sigmas" [steps+1], "init_latent" (VAE space, the
  * posterior mean), "latent_mask" [1, 4, h, w], "timestep" [1] (each model call),
  * "x" (step = i: sampler state at the start of step i; step = steps: the result),
- * "denoised" (step i), "latent" (model space), "latent_vae". */
+ * "denoised" (step i), "latent" (model space), "latent_vae", "vector" (SDXL: the
+ * [batch, adm] vector conditioning of each UNet call, one row per tile and branch). */
 typedef void (*ts_sd_probe)(void *ctx, const char *name, int step, const ts_tensor *t);
 /* Called after each step with the steps done; a non-zero return cancels the run
  * there (TS_ERR_CANCELLED). */
