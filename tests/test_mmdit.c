@@ -174,4 +174,48 @@ static void test_bad_inputs(void)
     ts_weights_close(st);
 }
 
-TEST_MAIN(TEST(test_config), TEST(test_batch_matches_single), TEST(test_pos_embed_crop), TEST(test_bad_inputs))
+/* Windows at given origins (tiles of a larger canvas): the centred origin is the
+ * default window, another origin changes the prediction, and one leaving the grid is
+ * refused. */
+static void test_pos_origin(void)
+{
+    ts_weights *st = test_open_golden_weights("mmdit_sd3", "model.safetensors");
+    ts_mmdit *m = NULL;
+    CHECK(st && ts_mmdit_load(st, "model.diffusion_model.", &m) == 0);
+    ts_arena *arena = ts_arena_create((size_t)1 << 28);
+    batch_inputs *in = malloc(sizeof *in);
+    if (!m || !arena || !in)
+        goto done;
+    int64_t per = C * H * W;
+    fill(in->x, per, 4);
+    fill(in->ctx, LC * DC, 5);
+    fill(in->y, ADM, 6);
+    memcpy(in->x + per, in->x, per * sizeof(float));
+    memcpy(in->ctx + LC * DC, in->ctx, LC * DC * sizeof(float));
+    memcpy(in->y + ADM, in->y, ADM * sizeof(float));
+    in->t[0] = in->t[1] = 600.0f;
+    ts_tensor tx = ts_tensor_view(in->x, 4, (int64_t[]){B, C, H, W});
+    ts_tensor tc = ts_tensor_view(in->ctx, 3, (int64_t[]){B, LC, DC});
+    ts_tensor ty = ts_tensor_view(in->y, 2, (int64_t[]){B, ADM});
+    int origins[4] = {6, 5, 0, 11}; /* the centred 4 x 5 window of 16 x 16, and the top right corner */
+    ts_mmdit_inputs mi = {.x = &tx, .timesteps = in->t, .context = &tc, .y = &ty, .pos_origin = origins};
+    ts_tensor placed, centred;
+    CHECK(ts_mmdit_forward(m, &mi, arena, &placed) == 0);
+    mi.pos_origin = NULL;
+    CHECK(ts_mmdit_forward(m, &mi, arena, &centred) == 0);
+    CHECK(memcmp(placed.data, centred.data, per * sizeof(float)) == 0);
+    double moved = 0;
+    for (int64_t i = 0; i < per; i++)
+        moved = fmax(moved, fabs((double)placed.data[per + i] - centred.data[per + i]));
+    CHECK_MSG(moved > 1e-3, "another window changed the prediction by only %g", moved);
+    int outside[4] = {6, 5, 13, 0}; /* rows 13..16 of 16 */
+    mi.pos_origin = outside;
+    CHECK(ts_mmdit_forward(m, &mi, arena, &placed) == TS_ERR_ARG);
+done:
+    free(in);
+    ts_arena_destroy(arena);
+    ts_mmdit_free(m);
+    ts_weights_close(st);
+}
+
+TEST_MAIN(TEST(test_config), TEST(test_batch_matches_single), TEST(test_pos_embed_crop), TEST(test_bad_inputs), TEST(test_pos_origin))

@@ -392,10 +392,9 @@ static void unpatchify(const float *tokens, int p, int64_t channels, ts_tensor *
             }
 }
 
-/* dst [h*w, D]: the centred h x w window of the M x M pos_embed grid (floor offsets). */
-static void cropped_pos_embed(const ts_mmdit *m, int64_t h, int64_t w, float *dst)
+/* dst [h*w, D]: the h x w window of the M x M pos_embed grid at (top, left). */
+static void cropped_pos_embed(const ts_mmdit *m, int64_t h, int64_t w, int64_t top, int64_t left, float *dst)
 {
-    int64_t top = (m->pos_size - h) / 2, left = (m->pos_size - w) / 2;
     ts_weight grid = m->pos_embed;
     grid.ndim = 2;
     grid.shape[0] = (int64_t)m->pos_size * m->pos_size;
@@ -487,11 +486,25 @@ static int forward(pass *p, const ts_mmdit_inputs *in, ts_tensor *out)
     patchify(in->x, m->patch, patches);
     ts_linear(patches, m->in_channels * pp, batch * lx, &m->x_w, &m->x_b, x, d);
     probe(in, "mid.x_embedder", x, 3, (int64_t[]){batch, lx, d});
-    cropped_pos_embed(m, h, w, pos);
-    probe(in, "mid.pos_embed_cropped", pos, 3, (int64_t[]){1, lx, d});
-    for (int64_t b = 0; b < batch; b++)
+    for (int64_t b = 0; in->pos_origin && b < batch; b++) {
+        int64_t t = in->pos_origin[2 * b], l = in->pos_origin[2 * b + 1];
+        if (t < 0 || l < 0 || t + h > m->pos_size || l + w > m->pos_size) {
+            ts_arena_reset(p->arena, mark);
+            return ts_fail(TS_ERR_ARG, "mmdit: a %lldx%lld-patch window at (%lld, %lld) leaves the %dx%d position grid",
+                           (long long)h, (long long)w, (long long)t, (long long)l, m->pos_size, m->pos_size);
+        }
+    }
+    /* The reference's window is the centred one (floor offsets). */
+    int64_t top = (m->pos_size - h) / 2, left = (m->pos_size - w) / 2;
+    for (int64_t b = 0; b < batch; b++) {
+        if (b == 0 || in->pos_origin)
+            cropped_pos_embed(m, h, w, in->pos_origin ? in->pos_origin[2 * b] : top,
+                              in->pos_origin ? in->pos_origin[2 * b + 1] : left, pos);
+        if (b == 0)
+            probe(in, "mid.pos_embed_cropped", pos, 3, (int64_t[]){1, lx, d});
         for (int64_t i = 0; i < lx * d; i++)
             x[b * lx * d + i] += pos[i];
+    }
     ts_arena_reset(p->arena, mark);
     ts_linear(in->context->data, m->context_dim, batch * lc, &m->ctx_w, &m->ctx_b, ctx, d);
     probe(in, "mid.context_embedder", ctx, 3, (int64_t[]){batch, lc, d});

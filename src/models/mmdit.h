@@ -41,6 +41,9 @@ typedef struct {
     const float *timesteps;   /* [B], 0..1000 (sampling passes sigma * 1000) */
     const ts_tensor *context; /* [B, tokens, context_dim] */
     const ts_tensor *y;       /* [B, adm_channels] pooled vector */
+    /* [B, 2]: top and left patch of each item's window in the pos_embed grid, so a
+     * tile of a larger canvas is told where it lies; NULL: the centred window. */
+    const int *pos_origin;
     ts_mmdit_probe probe;
     void *probe_ctx;
 } ts_mmdit_inputs;
