@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/generate_common.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "io/image.h"
@@ -72,14 +73,6 @@ static void generate_usage(FILE *f)
             "copied from the input unchanged.  The mask must have the image's size.\n");
 }
 
-typedef struct {
-    ts_sd_files files;
-    const char *prompt, *negative, *out, *init_image, *mask, *sampler, *scheduler;
-    int width, height, steps, batch, clip_skip, threads, instruct, has_seed;
-    double cfg, strength, mask_blur, image_cfg;
-    uint64_t seed;
-} gen_args;
-
 static int bad_value(const char *flag, const char *val)
 {
     fprintf(stderr, "tessera generate: bad value '%s' for %s\n", val, flag);
@@ -130,6 +123,8 @@ static int set_option(gen_args *a, const char *arg, const char *val)
         a->files.clip_l = val;
     else if (!strcmp(arg, "--clip-g"))
         a->files.clip_g = val;
+    else if (!strcmp(arg, "--t5xxl"))
+        a->t5 = val;
     else if (!strcmp(arg, "-p") || !strcmp(arg, "--prompt"))
         a->prompt = val;
     else if (!strcmp(arg, "-n") || !strcmp(arg, "--negative-prompt"))
@@ -182,7 +177,7 @@ static int set_option(gen_args *a, const char *arg, const char *val)
 /* Returns 0, 2 for bad usage, -1 after --help. */
 static int parse_args(int argc, char **argv, gen_args *a)
 {
-    *a = (gen_args){.negative = "", .sampler = "dpmpp_2m", .scheduler = "karras", .steps = 20, .batch = 1,
+    *a = (gen_args){.negative = "", .sampler = "dpmpp_2m", .steps = 20, .batch = 1,
                     .cfg = -1, .strength = -1, .mask_blur = 4, .image_cfg = 1.5};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -199,7 +194,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
             return 2;
         }
         static const char *const valued[] = {
-            "-m", "--model", "--vae", "--clip-l", "--clip-g", "--prediction", "--unet-heads", "--clip-heads",
+            "-m", "--model", "--vae", "--clip-l", "--clip-g", "--t5xxl", "--prediction", "--unet-heads", "--clip-heads",
             "-p", "--prompt", "-n", "--negative-prompt", "--clip-skip", "-W", "--width", "-H", "--height",
             "--steps", "--cfg", "--sampler", "--scheduler", "--seed", "--batch-count", "--init-image",
             "--strength", "--mask", "--mask-blur", "--image-cfg", "-o", "--output", "--threads"};
@@ -241,12 +236,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
 
 /* ---- progress ----------------------------------------------------------------- */
 
-typedef struct {
-    double start;
-    int image, images, tty;
-} progress_bar;
-
-static double now(void)
+double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -255,7 +245,7 @@ static double now(void)
 
 /* "step 7/20 [#######.............] 1.52 it/s, ETA 9 s" (s/it below one step a second,
  * as the web UIs show it); on a terminal redrawn in place, else one line per step. */
-static int draw_progress(void *ctx, int done, int steps)
+int draw_progress(void *ctx, int done, int steps)
 {
     progress_bar *p = ctx;
     double spent = now() - p->start, rate = spent > 0 ? done / spent : 0;
@@ -397,14 +387,6 @@ static int check_size(const char *what, int v, int mult)
                    hi);
 }
 
-typedef struct {
-    ts_sd_model *model;
-    ts_sd_request req;
-    ts_image in;
-    float *image, *mask, *pixels;
-    ts_arena *arena;
-} gen_state;
-
 /* Everything from the arguments that does not need the prompts: model, images, request. */
 static int prepare(const gen_args *a, gen_state *s)
 {
@@ -421,10 +403,17 @@ static int prepare(const gen_args *a, gen_state *s)
     r->cfg = a->cfg >= 0 ? a->cfg : a->instruct ? 7.5 : m->family == TS_FAMILY_SDXL ? 5.0 : 7.0;
     r->strength = a->strength > 0 ? a->strength : r->mode == TS_SD_INPAINT ? 1.0 : 0.75;
     rc = ts_sampler_from_name(a->sampler, &r->sampler);
-    rc = rc ? rc : ts_scheduler_from_name(a->scheduler, &r->scheduler);
+    rc = rc ? rc : ts_scheduler_from_name(a->scheduler ? a->scheduler : "karras", &r->scheduler);
     rc = rc ? rc : ts_sd_check_mode(m, r->mode);
-    r->width = a->width ? a->width : m->native_size;
-    r->height = a->height ? a->height : m->native_size;
+    return rc ? rc : prepare_io(a, s, m->native_size, m->size_multiple);
+}
+
+int prepare_io(const gen_args *a, gen_state *s, int native_size, int size_multiple)
+{
+    ts_sd_request *r = &s->req;
+    int rc = 0;
+    r->width = a->width ? a->width : native_size;
+    r->height = a->height ? a->height : native_size;
     if (rc == 0 && a->init_image) {
         rc = load_image(a->init_image, &s->in, &s->image);
         if (rc == 0 && ((a->width && a->width != s->in.width) || (a->height && a->height != s->in.height)))
@@ -434,8 +423,8 @@ static int prepare(const gen_args *a, gen_state *s)
         r->height = s->in.height;
         r->image = s->image;
     }
-    rc = rc ? rc : check_size(a->init_image ? "init image width" : "width", r->width, m->size_multiple);
-    rc = rc ? rc : check_size(a->init_image ? "init image height" : "height", r->height, m->size_multiple);
+    rc = rc ? rc : check_size(a->init_image ? "init image width" : "width", r->width, size_multiple);
+    rc = rc ? rc : check_size(a->init_image ? "init image height" : "height", r->height, size_multiple);
     if (rc == 0 && a->mask) {
         rc = load_mask(a->mask, &s->in, a->mask_blur, &s->mask);
         r->mask = s->mask;
@@ -450,7 +439,7 @@ static int prepare(const gen_args *a, gen_state *s)
     return rc;
 }
 
-static int write_image(const gen_args *a, gen_state *s, int index, uint64_t seed)
+int write_image(const gen_args *a, gen_state *s, int index, uint64_t seed)
 {
     const ts_sd_request *r = &s->req;
     char path[4096];
@@ -477,13 +466,7 @@ static int run(const gen_args *a)
     ts_sd_prompts prompts = {0};
     int rc = prepare(a, &s);
     rc = rc ? rc : ts_sd_encode_prompts(s.model, a->prompt, a->negative, a->clip_skip, &prompts);
-    uint64_t seed = a->seed;
-    if (rc == 0 && !a->has_seed) {
-        if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
-            seed = (uint64_t)time(NULL);
-        seed &= 0xffffffffu; /* what the UIs accept and show */
-        fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
-    }
+    uint64_t seed = rc ? 0 : pick_seed(a);
     progress_bar bar = {.images = a->batch, .tty = isatty(STDERR_FILENO)};
     s.req.cond = prompts.cond;
     s.req.uncond = prompts.uncond;
@@ -497,13 +480,30 @@ static int run(const gen_args *a)
         rc = rc ? rc : write_image(a, &s, i, s.req.seed);
     }
     ts_sd_prompts_free(&prompts);
-    ts_arena_destroy(s.arena);
-    free(s.pixels);
-    free(s.image);
-    free(s.mask);
-    ts_image_free(&s.in);
+    free_state(&s);
     ts_sd_free(s.model);
     return rc;
+}
+
+uint64_t pick_seed(const gen_args *a)
+{
+    uint64_t seed = a->seed;
+    if (!a->has_seed) {
+        if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+            seed = (uint64_t)time(NULL);
+        seed &= 0xffffffffu; /* what the UIs accept and show */
+        fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
+    }
+    return seed;
+}
+
+void free_state(gen_state *s)
+{
+    ts_arena_destroy(s->arena);
+    free(s->pixels);
+    free(s->image);
+    free(s->mask);
+    ts_image_free(&s->in);
 }
 
 int cmd_generate(int argc, char **argv)
@@ -513,6 +513,8 @@ int cmd_generate(int argc, char **argv)
     if (status)
         return status < 0 ? 0 : status;
     ts_threads_set(a.threads);
+    if (is_sd3_model(a.files.model))
+        return generate_sd3(&a);
     if (run(&a) < 0) {
         fprintf(stderr, "tessera generate: %s\n", ts_error_message());
         return 1;
