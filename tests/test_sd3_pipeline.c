@@ -49,14 +49,6 @@ static ts_sd3_model *load(const ts_sd3_files *files)
     return m;
 }
 
-static double max_diff(const float *a, const float *b, size_t n)
-{
-    double d = 0;
-    for (size_t i = 0; i < n; i++)
-        d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
-}
-
 /* Row `row` of a golden case's in.input_ids [B, 77] (int64). */
 static void golden_ids(const char *case_name, int row, int32_t *ids)
 {
@@ -140,8 +132,8 @@ static void check_layout(const ts_sd3_files *files, int with_t5)
     for (int i = 0; rc == 0 && i < 2; i++) {
         CHECK(c[i].context.shape[1] == 2 * CLIP_T && c[i].context.shape[2] == dim && c[i].pooled.shape[1] == adm);
         expected(prompts[i], i, with_t5, dim, ctx, pooled);
-        double dc = max_diff(c[i].context.data, ctx, (size_t)2 * CLIP_T * dim);
-        double dp = max_diff(c[i].pooled.data, pooled, (size_t)adm);
+        double dc = test_max_abs_diff(c[i].context.data, ctx, (size_t)2 * CLIP_T * dim);
+        double dp = test_max_abs_diff(c[i].pooled.data, pooled, (size_t)adm);
         CHECK_MSG(dc < 1e-5 && dp < 1e-5, "prompt %d: context max diff %g, pooled %g", i, dc, dp);
         /* The padding columns and (without T5) rows are exactly zero. */
         double pad = 0;
@@ -179,7 +171,7 @@ static void test_clip_l_matches_golden(void)
     const ts_st_tensor *want = io ? ts_st_find(io, "out.penultimate") : NULL;
     CHECK(want != NULL);
     if (want)
-        CHECK_NEAR(max_diff(h.data, ts_st_data(io, want), (size_t)CLIP_T * h.shape[2]), 0, 2e-5);
+        CHECK_NEAR(test_max_abs_diff(h.data, ts_st_data(io, want), (size_t)CLIP_T * h.shape[2]), 0, 2e-5);
     ts_st_close(io);
     ts_arena_destroy(arena);
 }
@@ -242,7 +234,7 @@ static void test_seeds_reproduce(void)
         CHECK(memcmp(r.out[0], r.out[1], (size_t)3 * W * H * sizeof(float)) == 0);
         q.seed = 12;
         CHECK(ts_sd3_generate(r.m, &q, r.arena, r.out[1]) == 0);
-        CHECK(max_diff(r.out[0], r.out[1], (size_t)3 * W * H) > 1e-3);
+        CHECK(test_max_abs_diff(r.out[0], r.out[1], (size_t)3 * W * H) > 1e-3);
     }
     teardown(&r);
 }
@@ -256,10 +248,10 @@ static void test_img2img_full_strength_is_txt2img(void)
         CHECK(ts_sd3_generate(r.m, &q, r.arena, r.out[0]) == 0);
         q.mode = TS_SD_IMG2IMG;
         CHECK(ts_sd3_generate(r.m, &q, r.arena, r.out[1]) == 0);
-        CHECK_NEAR(max_diff(r.out[0], r.out[1], (size_t)3 * W * H), 0, 1e-5);
+        CHECK_NEAR(test_max_abs_diff(r.out[0], r.out[1], (size_t)3 * W * H), 0, 1e-5);
         q.strength = 0.5; /* now the image shows */
         CHECK(ts_sd3_generate(r.m, &q, r.arena, r.out[1]) == 0);
-        CHECK(max_diff(r.out[0], r.out[1], (size_t)3 * W * H) > 1e-3);
+        CHECK(test_max_abs_diff(r.out[0], r.out[1], (size_t)3 * W * H) > 1e-3);
     }
     teardown(&r);
 }
@@ -277,11 +269,11 @@ static void test_inpaint_empty_mask_keeps_latent(void)
         CHECK(ts_vae_encode(&r.m->vae, &in, r.arena, &moments) == 0);
         ts_tensor mean = ts_tensor_view(moments.data, 4, (int64_t[]){1, 16, H / 8, W / 8});
         CHECK(ts_vae_decode(&r.m->vae, &mean, r.arena, &dec) == 0);
-        CHECK_NEAR(max_diff(r.out[0], dec.data, (size_t)3 * W * H), 0, 1e-4);
+        CHECK_NEAR(test_max_abs_diff(r.out[0], dec.data, (size_t)3 * W * H), 0, 1e-4);
         for (int i = 0; i < W * H; i++)
             r.mask[i] = 1.0f;
         CHECK(ts_sd3_generate(r.m, &q, r.arena, r.out[1]) == 0);
-        CHECK(max_diff(r.out[0], r.out[1], (size_t)3 * W * H) > 1e-3);
+        CHECK(test_max_abs_diff(r.out[0], r.out[1], (size_t)3 * W * H) > 1e-3);
     }
     teardown(&r);
 }
@@ -323,7 +315,7 @@ static void test_img2img_one_step(void)
             x[i] = (float)(du[i] + 4.5 * ((double)dc[i] - du[i])) / 1.5305f + 0.0609f;
         ts_tensor lat = ts_tensor_view(x, 4, (int64_t[]){1, 16, H / 8, W / 8});
         CHECK(ts_vae_decode(&r.m->vae, &lat, r.arena, &dec) == 0);
-        CHECK_NEAR(max_diff(r.out[0], dec.data, (size_t)3 * W * H), 0, 1e-4);
+        CHECK_NEAR(test_max_abs_diff(r.out[0], dec.data, (size_t)3 * W * H), 0, 1e-4);
         free(x);
         free(dc);
         free(du);

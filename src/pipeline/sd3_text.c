@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "pipeline/conditioning.h"
 #include "pipeline/sd3.h"
+#include "pipeline/sd_text.h"
 #include "text/prompt.h"
 #include "text/t5_encoder.h"
 #include "text/t5_tokenizer.h"
@@ -98,32 +98,19 @@ static int encode_t5(const ts_sd3_model *m, const char *const prompts[2], float 
     return rc;
 }
 
-/* Both prompts through CLIP-L and CLIP-G: context [1, T, wl + wg] and pooled. */
-static int encode_clip(const ts_sd3_model *m, const char *const prompts[2], int clip_skip, ts_conditioning c[2])
+/* The CLIP features must fit the MMDiT's context width and their pooled outputs its
+ * y_embedder. */
+static int mmdit_fits(const ts_text_encoders *enc, const void *model)
 {
-    ts_safetensors *st[3] = {NULL, NULL, NULL};
-    const char *paths[3] = {m->files.model, m->files.clip_l, m->files.clip_g};
-    int rc = 0;
-    for (int i = 0; i < 3 && rc == 0; i++)
-        if (paths[i])
-            rc = ts_st_open(paths[i], &st[i]);
-    ts_text_encoders_opts opts = {.tower = {{.heads = m->files.clip_heads}, {.heads = m->files.clip_heads}}};
-    ts_text_encoders *enc = NULL;
-    rc = rc ? rc : ts_text_encoders_load_opts(m->family, st[0], st[1], st[2], &opts, &enc);
+    const ts_sd3_model *m = model;
     int dim = ts_mmdit_context_dim(m->mmdit), adm = ts_mmdit_adm_channels(m->mmdit);
-    if (rc == 0 && ts_text_encoders_context_dim(enc) > dim)
-        rc = ts_fail(TS_ERR_MODEL, "shape mismatch: the CLIP encoders give %d-wide features, wider than the MMDiT's "
-                     "%d-wide context", ts_text_encoders_context_dim(enc), dim);
-    if (rc == 0 && ts_text_encoders_pooled_dim(enc) != adm)
-        rc = ts_fail(TS_ERR_MODEL, "shape mismatch: the CLIP encoders pool %d values, the MMDiT's y_embedder takes %d",
-                     ts_text_encoders_pooled_dim(enc), adm);
-    for (int i = 0; i < 2 && rc == 0; i++)
-        rc = ts_encode_prompt(enc, prompts[i], clip_skip, &c[i]);
-    rc = rc ? rc : ts_conditioning_match_length(&c[0], &c[1]);
-    ts_text_encoders_free(enc);
-    for (int i = 0; i < 3; i++)
-        ts_st_close(st[i]);
-    return rc;
+    if (ts_text_encoders_context_dim(enc) > dim)
+        return ts_fail(TS_ERR_MODEL, "shape mismatch: the CLIP encoders give %d-wide features, wider than the "
+                       "MMDiT's %d-wide context", ts_text_encoders_context_dim(enc), dim);
+    if (ts_text_encoders_pooled_dim(enc) != adm)
+        return ts_fail(TS_ERR_MODEL, "shape mismatch: the CLIP encoders pool %d values, the MMDiT's y_embedder "
+                       "takes %d", ts_text_encoders_pooled_dim(enc), adm);
+    return 0;
 }
 
 /* out = [clip | 0] rows, then the T5 rows (zeros when t5 is NULL). */
@@ -149,10 +136,11 @@ int ts_sd3_encode_prompts(const ts_sd3_model *m, const char *prompt, const char 
     memset(out, 0, 2 * sizeof *out);
     const char *prompts[2] = {prompt, negative ? negative : ""};
     ts_conditioning clip[2];
-    memset(clip, 0, sizeof clip);
     float *t5 = NULL;
     int t5_len = 0, dim = ts_mmdit_context_dim(m->mmdit);
-    int rc = encode_clip(m, prompts, clip_skip, clip);
+    const char *paths[3] = {m->files.model, m->files.clip_l, m->files.clip_g};
+    int rc = ts_encode_prompt_pair(m->family, paths, m->files.clip_heads, mmdit_fits, m, prompts[0], prompts[1],
+                                   clip_skip, clip);
     rc = rc ? rc : encode_t5(m, prompts, &t5, &t5_len);
     for (int i = 0; i < 2 && rc == 0; i++)
         rc = compose(&clip[i], t5 ? t5 + (size_t)i * t5_len * dim : NULL, t5 ? t5_len : T5_MIN_TOKENS, dim, &out[i]);
