@@ -1,7 +1,9 @@
 /*
  * tessera bench unet / tessera bench vae: the two model workloads of a Stable
  * Diffusion image, timed on a real checkpoint with random inputs (the cost of a pass
- * does not depend on the values it reads).
+ * does not depend on the values it reads).  `unet` takes the denoiser of any SD
+ * family: the UNet of SD1/SD2/SDXL or the MMDiT of SD3/SD3.5 (context 77 CLIP + 77 T5
+ * tokens, as a short prompt gives).
  *
  * `unet` runs K sampling steps with no warm-up: the first pass also faults the
  * memory-mapped weights in from the page cache (or the disk), so it is reported
@@ -23,12 +25,14 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "models/family.h"
+#include "models/mmdit.h"
 #include "models/unet.h"
 #include "models/vae.h"
 
 /* Address space for activations; pages are committed only when touched. */
 #define BENCH_ARENA_BYTES ((size_t)64 << 30)
 #define CONTEXT_TOKENS 77
+#define SD3_CONTEXT_TOKENS (2 * CONTEXT_TOKENS)
 
 typedef struct {
     const char *model;
@@ -46,9 +50,10 @@ static void models_usage(FILE *f, const char *suite)
     if (strcmp(suite, "unet") == 0)
         fprintf(f, "usage: tessera bench unet --model FILE --width W --height H [--cfg S] [--threads N] [--steps K] "
                    "[--json]\n\n"
-                   "Runs K (default 1) UNet sampling steps on random latents of a WxH image: batch 2 (cond and\n"
-                   "uncond) unless --cfg is 1 (default 7).  Prints the first step (cold weights) and the median\n"
-                   "of the others, as wall and CPU/threads seconds, and the peak resident memory.\n");
+                   "Runs K (default 1) sampling steps of the UNet (SD1/SD2/SDXL) or the MMDiT (SD3/SD3.5) on\n"
+                   "random latents of a WxH image: batch 2 (cond and uncond) unless --cfg is 1 (default 7).\n"
+                   "Prints the first step (cold weights) and the median of the others, as wall and CPU/threads\n"
+                   "seconds, and the peak resident memory.\n");
     else
         fprintf(f, "usage: tessera bench vae --model FILE --width W --height H [--threads N] [--json]\n\n"
                    "Runs one VAE decode of a random latent to a WxH image and prints its wall and\n"
@@ -150,11 +155,28 @@ static void print_memory_json(const ts_arena *arena)
 
 /* ---- unet ---- */
 
-/* The random inputs of one CFG step: x [B, C, h, w], context [B, 77, D], y [B, adm] or none. */
+/* The random inputs of one CFG step: x [B, C, h, w], context [B, T, D], y [B, adm] or none. */
 typedef struct {
     ts_tensor x, context, y;
     float timesteps[2];
 } unet_batch;
+
+/* The network a step runs: one of the two. */
+typedef struct {
+    ts_unet *unet;
+    ts_mmdit *mmdit;
+} step_net;
+
+static int net_forward(const step_net *n, const unet_batch *b, ts_arena *arena, ts_tensor *out)
+{
+    if (n->mmdit) {
+        ts_mmdit_inputs in = {.x = &b->x, .timesteps = b->timesteps, .context = &b->context, .y = &b->y};
+        return ts_mmdit_forward(n->mmdit, &in, arena, out);
+    }
+    ts_unet_inputs in = {.x = &b->x, .timesteps = b->timesteps, .context = &b->context,
+                         .y = b->y.data ? &b->y : NULL};
+    return ts_unet_forward(n->unet, &in, arena, out);
+}
 
 static void unet_batch_free(unet_batch *b)
 {
@@ -163,17 +185,22 @@ static void unet_batch_free(unet_batch *b)
     free(b->y.data);
 }
 
-/* SDXL's y is built as a sampler would: a zero pooled text vector and the image size, no crop. */
-static int unet_batch_make(const ts_unet *unet, const model_opts *o, int64_t batch, unet_batch *b)
+/* SDXL's y is built as a sampler would: a zero pooled text vector and the image size, no crop;
+ * the MMDiT's pooled vector is random like the rest. */
+static int unet_batch_make(const step_net *n, const model_opts *o, int64_t batch, unet_batch *b)
 {
     unsigned seed = 2024;
-    int64_t c = ts_unet_in_channels(unet), d = ts_unet_context_dim(unet), adm = ts_unet_adm_channels(unet);
-    int64_t h = o->height / 8, w = o->width / 8;
+    int64_t c = n->mmdit ? ts_mmdit_in_channels(n->mmdit) : ts_unet_in_channels(n->unet);
+    int64_t d = n->mmdit ? ts_mmdit_context_dim(n->mmdit) : ts_unet_context_dim(n->unet);
+    int64_t adm = n->mmdit ? ts_mmdit_adm_channels(n->mmdit) : ts_unet_adm_channels(n->unet);
+    int64_t h = o->height / 8, w = o->width / 8, tokens = n->mmdit ? SD3_CONTEXT_TOKENS : CONTEXT_TOKENS;
     *b = (unet_batch){.timesteps = {500.0f, 500.0f}};
     b->x = ts_tensor_view(bench_random_floats((size_t)(batch * c * h * w), &seed), 4, (int64_t[]){batch, c, h, w});
-    b->context = ts_tensor_view(bench_random_floats((size_t)(batch * CONTEXT_TOKENS * d), &seed), 3,
-                                (int64_t[]){batch, CONTEXT_TOKENS, d});
-    if (adm == 0)
+    b->context = ts_tensor_view(bench_random_floats((size_t)(batch * tokens * d), &seed), 3,
+                                (int64_t[]){batch, tokens, d});
+    if (n->mmdit)
+        b->y = ts_tensor_view(bench_random_floats((size_t)(batch * adm), &seed), 2, (int64_t[]){batch, adm});
+    if (adm == 0 || n->mmdit)
         return 0;
     int64_t pooled_dim = adm - 6 * TS_SDXL_SIZE_EMBED;
     if (pooled_dim < 0)
@@ -196,7 +223,7 @@ static int unet_batch_make(const ts_unet *unet, const model_opts *o, int64_t bat
 }
 
 typedef struct {
-    const char *family;
+    const char *family, *net;
     int64_t batch;
     double load_seconds;
     timing first, rest; /* rest.wall < 0 with one step */
@@ -216,8 +243,8 @@ static void unet_report(const model_opts *o, const unet_result *r, const ts_aren
         print_memory_json(arena);
         return;
     }
-    printf("model    %s: %s UNet; %ldx%ld, batch %lld (CFG %g), %ld threads; open + load %.3f s\n", o->model,
-           r->family, o->width, o->height, (long long)r->batch, o->cfg, o->threads, r->load_seconds);
+    printf("model    %s: %s %s; %ldx%ld, batch %lld (CFG %g), %ld threads; open + load %.3f s\n", o->model,
+           r->family, r->net, o->width, o->height, (long long)r->batch, o->cfg, o->threads, r->load_seconds);
     printf("step     first (cold weights) %.3f s wall, %.3f s cpu/thread\n", r->first.wall, r->first.cpu);
     if (r->rest.wall >= 0)
         printf("step     median of the other %ld: %.3f s wall, %.3f s cpu/thread\n", o->steps - 1, r->rest.wall,
@@ -225,18 +252,16 @@ static void unet_report(const model_opts *o, const unet_result *r, const ts_aren
     print_memory_text(arena);
 }
 
-static int unet_steps(const ts_unet *unet, const model_opts *o, const unet_batch *b, ts_arena *arena,
+static int unet_steps(const step_net *n, const model_opts *o, const unet_batch *b, ts_arena *arena,
                       unet_result *r)
 {
     double *wall = malloc((size_t)o->steps * sizeof *wall), *cpu = malloc((size_t)o->steps * sizeof *cpu);
     int rc = wall && cpu ? 0 : ts_fail(TS_ERR_NOMEM, "out of memory");
-    ts_unet_inputs in = {.x = &b->x, .timesteps = b->timesteps, .context = &b->context,
-                         .y = b->y.data ? &b->y : NULL};
     size_t mark = ts_arena_mark(arena);
     for (long k = 0; k < o->steps && !rc; k++) {
         double w0 = bench_wall_seconds(), c0 = bench_cpu_seconds();
         ts_tensor eps;
-        rc = ts_unet_forward(unet, &in, arena, &eps);
+        rc = net_forward(n, b, arena, &eps);
         timing t = time_since(w0, c0, o->threads);
         wall[k] = t.wall, cpu[k] = t.cpu;
         ts_arena_reset(arena, mark);
@@ -254,32 +279,37 @@ static int unet_steps(const ts_unet *unet, const model_opts *o, const unet_batch
 static int bench_unet(const model_opts *o)
 {
     ts_safetensors *st = NULL;
-    ts_unet *unet = NULL;
+    step_net net = {0};
     ts_arena *arena = NULL;
     unet_batch b = {0};
     ts_model_info info;
-    unet_result r = {.batch = o->cfg != 1.0 ? 2 : 1};
+    unet_result r = {.batch = o->cfg != 1.0 ? 2 : 1, .net = "UNet"};
     double t0 = bench_wall_seconds();
-    unsigned accepted = TS_FAMILY_BIT(TS_FAMILY_SD1) | TS_FAMILY_BIT(TS_FAMILY_SD2) | TS_FAMILY_BIT(TS_FAMILY_SDXL);
+    unsigned accepted = TS_FAMILY_BIT(TS_FAMILY_SD1) | TS_FAMILY_BIT(TS_FAMILY_SD2) | TS_FAMILY_BIT(TS_FAMILY_SDXL) |
+                        TS_FAMILY_BIT(TS_FAMILY_SD3) | TS_FAMILY_BIT(TS_FAMILY_SD35);
     int rc = ts_st_open(o->model, &st);
     rc = rc ? rc : ts_family_require(st, accepted, &info);
-    if (!rc) {
+    r.family = rc ? NULL : ts_family_name(info.family);
+    if (!rc && info.comp[TS_COMP_MMDIT].prefix) {
+        r.net = "MMDiT";
+        rc = ts_mmdit_load(st, info.comp[TS_COMP_MMDIT].prefix, &net.mmdit);
+    } else if (!rc) {
         /* The head rule is the one thing the weights do not say (see unet.h). */
         ts_unet_config cfg = info.family == TS_FAMILY_SD1 ? (ts_unet_config){.num_heads = 8}
                                                           : (ts_unet_config){.head_channels = 64};
-        r.family = ts_family_name(info.family);
-        rc = ts_unet_load(st, info.comp[TS_COMP_UNET].prefix, cfg, &unet);
+        rc = ts_unet_load(st, info.comp[TS_COMP_UNET].prefix, cfg, &net.unet);
     }
     r.load_seconds = bench_wall_seconds() - t0;
-    rc = rc ? rc : unet_batch_make(unet, o, r.batch, &b);
+    rc = rc ? rc : unet_batch_make(&net, o, r.batch, &b);
     if (!rc && !(arena = ts_arena_create(BENCH_ARENA_BYTES)))
         rc = TS_ERR_NOMEM;
-    rc = rc ? rc : unet_steps(unet, o, &b, arena, &r);
+    rc = rc ? rc : unet_steps(&net, o, &b, arena, &r);
     if (!rc)
         unet_report(o, &r, arena);
     unet_batch_free(&b);
     ts_arena_destroy(arena);
-    ts_unet_free(unet);
+    ts_unet_free(net.unet);
+    ts_mmdit_free(net.mmdit);
     ts_st_close(st);
     return rc;
 }
