@@ -1,7 +1,8 @@
 /*
  * tessera generate: Stable Diffusion 1.x / 2.x / SDXL from the command line —
  * txt2img, img2img (--init-image), inpainting (--mask) and InstructPix2Pix editing
- * (--instruct), over a checkpoint or a checkpoint plus separate parts.
+ * (--instruct), over a checkpoint or a checkpoint plus separate parts.  SD3 / SD3.5
+ * checkpoints are handed to generate_sd3.c after the flags are parsed.
  *
  * What a user of the usual UIs expects: A1111-style flags and defaults, the seed
  * printed when it was drawn, the settings in the PNG's "parameters" text, and the
@@ -32,16 +33,17 @@ static void generate_usage(FILE *f)
 {
     fprintf(f,
             "usage: tessera generate -m MODEL -p PROMPT -o OUT [options]\n\n"
-            "Stable Diffusion 1.x, 2.x and SDXL.  The mode follows from the inputs:\n"
+            "Stable Diffusion 1.x, 2.x, SDXL and SD3 / SD3.5.  The mode follows from the inputs:\n"
             "  txt2img      (no image)\n"
             "  img2img      --init-image IMG [--strength S]\n"
             "  inpaint      --init-image IMG --mask MASK [--mask-blur R] [--strength S]\n"
             "  edit         --init-image IMG --instruct [--image-cfg S]  (InstructPix2Pix models)\n\n"
             "model:\n"
-            "  -m, --model FILE        checkpoint (.safetensors) with the UNet\n"
+            "  -m, --model FILE        checkpoint (.safetensors) with the UNet or MMDiT\n"
             "      --vae FILE          separate VAE (default: the checkpoint's)\n"
-            "      --clip-l FILE       separate CLIP-L text encoder (SD1, SDXL)\n"
-            "      --clip-g FILE       separate OpenCLIP bigG text encoder (SDXL)\n"
+            "      --clip-l FILE       separate CLIP-L text encoder (SD1, SDXL, SD3)\n"
+            "      --clip-g FILE       separate OpenCLIP bigG text encoder (SDXL, SD3)\n"
+            "      --t5xxl FILE        separate T5-XXL text encoder (SD3; without one SD3 runs on CLIP alone)\n"
             "      --prediction eps|v  override detection (SD 2.x 768 models are v)\n"
             "      --unet-heads N, --clip-heads N\n"
             "                          attention head counts, for test models that do not follow\n"
@@ -53,14 +55,14 @@ static void generate_usage(FILE *f)
             "sampling:\n"
             "  -W, --width N, -H, --height N\n"
             "                          default: the family's native size (SD1 512, SD2 768 v / 512,\n"
-            "                          SDXL 1024), or the input image's size.  Must be multiples of\n"
-            "                          64 (SD1/SD2) or 32 (SDXL); other sizes are refused.\n"
+            "                          SDXL and SD3 1024), or the input image's size.  Must be multiples\n"
+            "                          of 64 (SD1/SD2), 32 (SDXL) or 16 (SD3); other sizes are refused.\n"
             "      --steps N           default 20\n"
-            "      --cfg S             text guidance scale; default 7 (SDXL 5, --instruct 7.5)\n"
+            "      --cfg S             text guidance scale; default 7 (SDXL and SD3 5, --instruct 7.5)\n"
             "      --sampler NAME      euler, euler_a, heun, dpmpp_2m, dpmpp_2m_sde, lcm\n"
             "                          (default dpmpp_2m)\n"
             "      --scheduler NAME    normal, karras, exponential, simple, sgm_uniform, ...\n"
-            "                          (default karras)\n"
+            "                          (default karras; SD3: normal, its reference schedule)\n"
             "      --seed N            default: random (printed)\n"
             "      --batch-count N     N images, seeds SEED, SEED+1, ... (default 1)\n"
             "      --strength S        img2img / inpaint denoise in (0, 1]; default 0.75 (inpaint 1)\n"
