@@ -323,6 +323,32 @@ static void test_img2img_one_step(void)
     teardown(&r);
 }
 
+/* Requests that cannot run fail before any work, with the image left alone. */
+static void test_bad_requests(void)
+{
+    run_ctx r;
+    if (setup(&r) == 0) {
+        ts_sd3_request base = request(&r, TS_SD_IMG2IMG), q;
+        r.out[0][0] = 42.0f;
+        q = base, q.uncond = NULL;
+        CHECK(ts_sd3_generate(r.m, &q, r.arena, r.out[0]) == TS_ERR_ARG);
+        q.cfg = 1.0; /* no unconditional branch: fine */
+        CHECK(ts_sd3_generate(r.m, &q, r.arena, r.out[1]) == 0);
+        q = base, q.steps = 0;
+        CHECK(ts_sd3_generate(r.m, &q, r.arena, r.out[0]) == TS_ERR_ARG);
+        q = base, q.strength = 0;
+        CHECK(ts_sd3_generate(r.m, &q, r.arena, r.out[0]) == TS_ERR_ARG);
+        q = base, q.image = NULL;
+        CHECK(ts_sd3_generate(r.m, &q, r.arena, r.out[0]) == TS_ERR_ARG);
+        q = base, q.mode = TS_SD_INSTRUCT;
+        CHECK(ts_sd3_generate(r.m, &q, r.arena, r.out[0]) == TS_ERR_UNSUPPORTED);
+        q = base, q.width = 520;
+        CHECK(ts_sd3_generate(r.m, &q, r.arena, r.out[0]) == TS_ERR_ARG);
+        CHECK(r.out[0][0] == 42.0f);
+    }
+    teardown(&r);
+}
+
 static void test_errors(void)
 {
     char sd15[4096];
@@ -360,7 +386,7 @@ int main(void)
     static const test_case tests[] = {
         TEST(test_conditioning_single_file), TEST(test_conditioning_without_t5), TEST(test_clip_l_matches_golden),
         TEST(test_seeds_reproduce),          TEST(test_img2img_full_strength_is_txt2img), TEST(test_img2img_one_step),
-        TEST(test_inpaint_empty_mask_keeps_latent), TEST(test_errors),
+        TEST(test_inpaint_empty_mask_keeps_latent), TEST(test_bad_requests), TEST(test_errors),
     };
     return test_run_all(tests, (int)(sizeof tests / sizeof tests[0]));
 }

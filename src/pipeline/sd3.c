@@ -141,17 +141,17 @@ static int check_request(const ts_sd3_model *m, const ts_sd3_request *r)
         return ts_fail(TS_ERR_ARG, "inpainting needs a mask");
     if (r->mode != TS_SD_TXT2IMG && !(r->strength > 0 && r->strength <= 1))
         return ts_fail(TS_ERR_ARG, "strength %g is outside (0, 1]", r->strength);
-    const ts_sd3_cond *c[2] = {r->cond, r->cfg != 1.0 ? r->uncond : NULL};
+    int branches = r->cfg != 1.0 ? 2 : 1;
+    const ts_sd3_cond *c[2] = {r->cond, r->uncond};
     int dim = ts_mmdit_context_dim(m->mmdit), adm = ts_mmdit_adm_channels(m->mmdit);
-    for (int i = 0; i < 2 && c[i]; i++) {
-        const ts_tensor *t = &c[i]->context, *p = &c[i]->pooled;
-        if (!t->data || t->ndim != 3 || t->shape[0] != 1 || t->shape[2] != dim || t->shape[1] != c[0]->context.shape[1])
+    for (int i = 0; i < branches; i++) {
+        const ts_tensor *t = c[i] ? &c[i]->context : NULL, *p = c[i] ? &c[i]->pooled : NULL;
+        if (!t || !t->data || t->ndim != 3 || t->shape[0] != 1 || t->shape[2] != dim ||
+            t->shape[1] != c[0]->context.shape[1])
             return ts_fail(TS_ERR_ARG, "SD3 conditioning must be [1, T, %d], the same T for both prompts", dim);
         if (!p->data || p->ndim != 2 || p->shape[1] != adm)
             return ts_fail(TS_ERR_ARG, "SD3 needs a pooled vector of %d values", adm);
     }
-    if (!c[0])
-        return ts_fail(TS_ERR_ARG, "no conditioning");
     return 0;
 }
 
