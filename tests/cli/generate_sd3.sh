@@ -77,6 +77,8 @@ expect_msg 1 "T5 width 64, the MMDiT's context_embedder takes 160" -- \
     gen "${parts[@]}" --t5xxl "$shared/golden/t5_encoder/model.safetensors" -p x "${small[@]}" -o "$tmp/e.png"
 expect_msg 1 "no VAE in this file (it is a clip-l checkpoint)" -- \
     gen -m "$model" --vae "$tmp/clip_l.safetensors" -p x "${small[@]}" -o "$tmp/e.png"
+expect_msg 1 "this VAE has 4 latent channels; the MMDiT takes 16" -- \
+    gen -m "$model" --vae "$shared/golden/vae_kl/model.safetensors" -p x "${small[@]}" -o "$tmp/e.png"
 expect_msg 1 "SD3 has none" -- gen -m "$model" -p x --init-image "$tmp/init.png" --instruct -o "$tmp/e.png"
 [ -e "$tmp/e.png" ] && bad "a failed run left an output file"
 exit $fail
