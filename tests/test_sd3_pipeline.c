@@ -159,6 +159,29 @@ static void test_conditioning_without_t5(void)
     check_layout(&(ts_sd3_files){.model = paths[1], .clip_l = paths[2], .clip_g = paths[3], .clip_heads = HEADS}, 0);
 }
 
+/* A long prompt: two CLIP chunks and more than 77 T5 ids; the short negative prompt is
+ * padded to the same length (an empty CLIP chunk, T5 ids padded with 0). */
+static void test_long_prompt(void)
+{
+    ts_sd3_model *m = load(&(ts_sd3_files){.model = paths[0], .clip_heads = HEADS});
+    if (!m)
+        return;
+    char prompt[1024] = "";
+    for (int i = 0; i < 30; i++)
+        strcat(prompt, "a red fox, ");
+    int32_t *ids = NULL;
+    int n = 0;
+    CHECK(ts_t5_encode(ts_t5_tokenizer_default(), prompt, &ids, &n) == 0);
+    CHECK(n > CLIP_T);
+    ts_sd3_cond c[2];
+    CHECK(ts_sd3_encode_prompts(m, prompt, "blurry", 0, c) == 0);
+    CHECK(c[0].context.shape[1] == 2 * CLIP_T + n && c[1].context.shape[1] == c[0].context.shape[1]);
+    free(ids);
+    ts_sd3_cond_free(&c[0]);
+    ts_sd3_cond_free(&c[1]);
+    ts_sd3_free(m);
+}
+
 /* The CLIP-L pooled and penultimate outputs match the golden case itself (same weights). */
 static void test_clip_l_matches_golden(void)
 {
@@ -384,7 +407,7 @@ int main(void)
         return 77;
     }
     static const test_case tests[] = {
-        TEST(test_conditioning_single_file), TEST(test_conditioning_without_t5), TEST(test_clip_l_matches_golden),
+        TEST(test_conditioning_single_file), TEST(test_conditioning_without_t5), TEST(test_clip_l_matches_golden), TEST(test_long_prompt),
         TEST(test_seeds_reproduce),          TEST(test_img2img_full_strength_is_txt2img), TEST(test_img2img_one_step),
         TEST(test_inpaint_empty_mask_keeps_latent), TEST(test_bad_requests), TEST(test_errors),
     };
