@@ -69,6 +69,15 @@ static inline int test_run_all(const test_case *tests, int n)
         return test_run_all(tests, (int)(sizeof tests / sizeof tests[0]));                                             \
     }
 
+/* max |a[i] - b[i]| */
+static inline double test_max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++)
+        worst = fmax(worst, fabs((double)a[i] - b[i]));
+    return worst;
+}
+
 /* Deterministic pseudo-random floats in [-1, 1) for test data (xorshift64*). */
 static inline float test_randf(unsigned long long *state)
 {

@@ -144,14 +144,6 @@ static float *run(const ts_rdn *m, const float *x, int w, int h, int tile, ts_up
     return y;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double worst = 0;
-    for (size_t i = 0; i < n; i++)
-        worst = fmax(worst, fabs((double)a[i] - b[i]));
-    return worst;
-}
-
 /* Tiles that overlap by the halo give the untiled result, however the image is cut. */
 static void check_tiled(const char *name, int scale, int w, int h, int tile, int min_tiles)
 {
@@ -163,7 +155,7 @@ static void check_tiled(const char *name, int scale, int w, int h, int tile, int
     float *x = crop(full, W, H, 0, 0, w, h);
     ts_upscale_stats one, many;
     float *a = run(m, x, w, h, 0, &one), *b = run(m, x, w, h, tile, &many);
-    double d = max_abs_diff(a, b, (size_t)w * h * scale * scale * 3);
+    double d = test_max_abs_diff(a, b, (size_t)w * h * scale * scale * 3);
     CHECK(one.tiles == 1);
     CHECK_MSG(many.tiles >= min_tiles, "%d tiles", many.tiles);
     CHECK_MSG(d <= 0.5 / 255, "%s x%d: tiled differs from untiled by %g", name, scale, d);

@@ -413,7 +413,7 @@ static const struct {
 } suites[] = {
     {"ops", bench_ops, "GEMM, conv2d and attention kernels against a measured sgemm peak"},
     {"t5", bench_t5_main, "one T5 encoder pass on a checkpoint: time and peak memory"},
-    {"unet", bench_unet_main, "UNet sampling steps (SD1, SD2, SDXL) on a checkpoint: time and peak memory"},
+    {"unet", bench_unet_main, "UNet / MMDiT sampling steps (SD1, SD2, SDXL, SD3) on a checkpoint: time and peak memory"},
     {"vae", bench_vae_main, "one VAE decode on a checkpoint: time and peak memory"},
     {"flux", bench_flux_main, "Flux transformer steps on a checkpoint: time and peak memory"},
 };

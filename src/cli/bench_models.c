@@ -1,8 +1,9 @@
 /*
  * tessera bench unet / vae / flux: the model workloads of an image (a Stable
- * Diffusion UNet step, a VAE decode, a Flux transformer step), timed on a real
+ * Diffusion denoiser step, a VAE decode, a Flux transformer step), timed on a real
  * checkpoint with random inputs (the cost of a pass does not depend on the values it
- * reads).
+ * reads).  `unet` takes the denoiser of any SD family: the UNet of SD1/SD2/SDXL or the
+ * MMDiT of SD3/SD3.5 (context 77 CLIP + 77 T5 tokens, as a short prompt gives).
  *
  * `unet` runs K sampling steps with no warm-up: the first pass also faults the
  * memory-mapped weights in from the page cache (or the disk), so it is reported
@@ -28,12 +29,14 @@
 #include "core/threads.h"
 #include "models/family.h"
 #include "models/flux.h"
+#include "models/mmdit.h"
 #include "models/unet.h"
 #include "models/vae.h"
 
 /* Address space for activations; pages are committed only when touched. */
 #define BENCH_ARENA_BYTES ((size_t)64 << 30)
 #define CONTEXT_TOKENS 77
+#define SD3_CONTEXT_TOKENS (2 * CONTEXT_TOKENS)
 
 typedef struct {
     const char *model;
@@ -52,10 +55,11 @@ static void models_usage(FILE *f, const char *suite)
     if (strcmp(suite, "unet") == 0)
         fprintf(f, "usage: tessera bench unet --model FILE --width W --height H [--cfg S] [--threads N] [--steps K] "
                    "[--json]\n\n"
-                   "Runs K (default 1) UNet sampling steps on random latents of a WxH image: batch 2 (cond and\n"
-                   "uncond) unless --cfg is 1 (default 7).  Prints the first step (cold weights) and the median\n"
-                   "of the others, as wall and CPU/threads seconds, and the peak resident memory.  FILE is a\n"
-                   "checkpoint or UNet-only file, .safetensors or .gguf.\n");
+                   "Runs K (default 1) sampling steps of the UNet (SD1/SD2/SDXL) or the MMDiT (SD3/SD3.5) on\n"
+                   "random latents of a WxH image: batch 2 (cond and uncond) unless --cfg is 1 (default 7).\n"
+                   "Prints the first step (cold weights) and the median of the others, as wall and CPU/threads\n"
+                   "seconds, and the peak resident memory.  FILE is a checkpoint or UNet-only file,\n"
+                   ".safetensors or .gguf.\n");
     else if (strcmp(suite, "flux") == 0)
         fprintf(f, "usage: tessera bench flux --model FILE --width W --height H [--threads N] [--steps K] "
                    "[--rope-axes A,B,C] [--json]\n\n"
@@ -168,11 +172,17 @@ static void print_memory_json(const ts_arena *arena)
 
 /* ---- unet ---- */
 
-/* The random inputs of one CFG step: x [B, C, h, w], context [B, 77, D], y [B, adm] or none. */
+/* The random inputs of one CFG step: x [B, C, h, w], context [B, T, D], y [B, adm] or none. */
 typedef struct {
     ts_tensor x, context, y;
     float timesteps[2];
 } unet_batch;
+
+/* The network a step runs: one of the two. */
+typedef struct {
+    ts_unet *unet;
+    ts_mmdit *mmdit;
+} step_net;
 
 static void unet_batch_free(unet_batch *b)
 {
@@ -181,17 +191,22 @@ static void unet_batch_free(unet_batch *b)
     free(b->y.data);
 }
 
-/* SDXL's y is built as a sampler would: a zero pooled text vector and the image size, no crop. */
-static int unet_batch_make(const ts_unet *unet, const model_opts *o, int64_t batch, unet_batch *b)
+/* SDXL's y is built as a sampler would: a zero pooled text vector and the image size, no crop;
+ * the MMDiT's pooled vector is random like the rest. */
+static int unet_batch_make(const step_net *n, const model_opts *o, int64_t batch, unet_batch *b)
 {
     unsigned seed = 2024;
-    int64_t c = ts_unet_in_channels(unet), d = ts_unet_context_dim(unet), adm = ts_unet_adm_channels(unet);
-    int64_t h = o->height / 8, w = o->width / 8;
+    int64_t c = n->mmdit ? ts_mmdit_in_channels(n->mmdit) : ts_unet_in_channels(n->unet);
+    int64_t d = n->mmdit ? ts_mmdit_context_dim(n->mmdit) : ts_unet_context_dim(n->unet);
+    int64_t adm = n->mmdit ? ts_mmdit_adm_channels(n->mmdit) : ts_unet_adm_channels(n->unet);
+    int64_t h = o->height / 8, w = o->width / 8, tokens = n->mmdit ? SD3_CONTEXT_TOKENS : CONTEXT_TOKENS;
     *b = (unet_batch){.timesteps = {500.0f, 500.0f}};
     b->x = ts_tensor_view(bench_random_floats((size_t)(batch * c * h * w), &seed), 4, (int64_t[]){batch, c, h, w});
-    b->context = ts_tensor_view(bench_random_floats((size_t)(batch * CONTEXT_TOKENS * d), &seed), 3,
-                                (int64_t[]){batch, CONTEXT_TOKENS, d});
-    if (adm == 0)
+    b->context = ts_tensor_view(bench_random_floats((size_t)(batch * tokens * d), &seed), 3,
+                                (int64_t[]){batch, tokens, d});
+    if (n->mmdit)
+        b->y = ts_tensor_view(bench_random_floats((size_t)(batch * adm), &seed), 2, (int64_t[]){batch, adm});
+    if (adm == 0 || n->mmdit)
         return 0;
     int64_t pooled_dim = adm - 6 * TS_SDXL_SIZE_EMBED;
     if (pooled_dim < 0)
@@ -214,7 +229,7 @@ static int unet_batch_make(const ts_unet *unet, const model_opts *o, int64_t bat
 }
 
 typedef struct {
-    const char *family;
+    const char *family, *net;
     int64_t batch;
     double load_seconds;
     timing first, rest; /* rest.wall < 0 with one step */
@@ -234,8 +249,8 @@ static void unet_report(const model_opts *o, const unet_result *r, const ts_aren
         print_memory_json(arena);
         return;
     }
-    printf("model    %s: %s UNet; %ldx%ld, batch %lld (CFG %g), %ld threads; open + load %.3f s\n", o->model,
-           r->family, o->width, o->height, (long long)r->batch, o->cfg, o->threads, r->load_seconds);
+    printf("model    %s: %s %s; %ldx%ld, batch %lld (CFG %g), %ld threads; open + load %.3f s\n", o->model,
+           r->family, r->net, o->width, o->height, (long long)r->batch, o->cfg, o->threads, r->load_seconds);
     printf("step     first (cold weights) %.3f s wall, %.3f s cpu/thread\n", r->first.wall, r->first.cpu);
     if (r->rest.wall >= 0)
         printf("step     median of the other %ld: %.3f s wall, %.3f s cpu/thread\n", o->steps - 1, r->rest.wall,
@@ -282,37 +297,57 @@ static int unet_step(const void *call, ts_arena *arena)
     return ts_unet_forward(c->unet, &c->in, arena, &eps);
 }
 
+typedef struct {
+    const ts_mmdit *mmdit;
+    ts_mmdit_inputs in;
+} mmdit_call;
+
+static int mmdit_step(const void *call, ts_arena *arena)
+{
+    const mmdit_call *c = call;
+    ts_tensor v;
+    return ts_mmdit_forward(c->mmdit, &c->in, arena, &v);
+}
+
 static int bench_unet(const model_opts *o)
 {
     ts_weights *wf = NULL;
-    ts_unet *unet = NULL;
+    step_net net = {0};
     ts_arena *arena = NULL;
     unet_batch b = {0};
     ts_model_info info;
-    unet_result r = {.batch = o->cfg != 1.0 ? 2 : 1};
+    unet_result r = {.batch = o->cfg != 1.0 ? 2 : 1, .net = "UNet"};
     double t0 = bench_wall_seconds();
-    unsigned accepted = TS_FAMILY_BIT(TS_FAMILY_SD1) | TS_FAMILY_BIT(TS_FAMILY_SD2) | TS_FAMILY_BIT(TS_FAMILY_SDXL);
+    unsigned accepted = TS_FAMILY_BIT(TS_FAMILY_SD1) | TS_FAMILY_BIT(TS_FAMILY_SD2) | TS_FAMILY_BIT(TS_FAMILY_SDXL) |
+                        TS_FAMILY_BIT(TS_FAMILY_SD3) | TS_FAMILY_BIT(TS_FAMILY_SD35);
     int rc = ts_weights_open(o->model, &wf);
     rc = rc ? rc : ts_family_require(wf, accepted, &info);
-    if (!rc) {
+    r.family = rc ? NULL : ts_family_name(info.family);
+    if (!rc && info.comp[TS_COMP_MMDIT].prefix) {
+        r.net = "MMDiT";
+        rc = ts_mmdit_load(wf, info.comp[TS_COMP_MMDIT].prefix, &net.mmdit);
+    } else if (!rc) {
         /* The head rule is the one thing the weights do not say (see unet.h). */
         ts_unet_config cfg = info.family == TS_FAMILY_SD1 ? (ts_unet_config){.num_heads = 8}
                                                           : (ts_unet_config){.head_channels = 64};
-        r.family = ts_family_name(info.family);
-        rc = ts_unet_load(wf, info.comp[TS_COMP_UNET].prefix, cfg, &unet);
+        rc = ts_unet_load(wf, info.comp[TS_COMP_UNET].prefix, cfg, &net.unet);
     }
     r.load_seconds = bench_wall_seconds() - t0;
-    rc = rc ? rc : unet_batch_make(unet, o, r.batch, &b);
+    rc = rc ? rc : unet_batch_make(&net, o, r.batch, &b);
     if (!rc && !(arena = ts_arena_create(BENCH_ARENA_BYTES)))
         rc = TS_ERR_NOMEM;
-    unet_call call = {unet, {.x = &b.x, .timesteps = b.timesteps, .context = &b.context,
-                             .y = b.y.data ? &b.y : NULL}};
-    rc = rc ? rc : timed_steps(unet_step, &call, o, arena, &r.first, &r.rest);
+    unet_call ucall = {net.unet, {.x = &b.x, .timesteps = b.timesteps, .context = &b.context,
+                                  .y = b.y.data ? &b.y : NULL}};
+    mmdit_call mcall = {net.mmdit, {.x = &b.x, .timesteps = b.timesteps, .context = &b.context, .y = &b.y}};
+    if (!rc)
+        rc = net.mmdit ? timed_steps(mmdit_step, &mcall, o, arena, &r.first, &r.rest)
+                       : timed_steps(unet_step, &ucall, o, arena, &r.first, &r.rest);
     if (!rc)
         unet_report(o, &r, arena);
     unet_batch_free(&b);
     ts_arena_destroy(arena);
-    ts_unet_free(unet);
+    ts_unet_free(net.unet);
+    ts_mmdit_free(net.mmdit);
     ts_weights_close(wf);
     return rc;
 }

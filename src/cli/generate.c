@@ -46,7 +46,8 @@ static void generate_usage(FILE *f)
     fprintf(f,
             "usage: tessera generate -m MODEL -p PROMPT -o OUT [options]\n"
             "       tessera generate --resume OUT.state [--threads N]\n\n"
-            "Stable Diffusion 1.x, 2.x and SDXL.  The mode follows from the inputs:\n"
+            "Stable Diffusion 1.x, 2.x and SDXL (SD3 / SD3.5 and Flux.1: tessera generate -m FILE --help).\n"
+            "The mode follows from the inputs:\n"
             "  txt2img      (no image)\n"
             "  img2img      --init-image IMG [--strength S]\n"
             "  inpaint      --init-image IMG --mask MASK [--mask-blur R] [--strength S]\n"
@@ -505,21 +506,11 @@ static int restore_settings(const ts_run_state *st, const char *path, gen_args *
 
 /* ---- the run ------------------------------------------------------------------ */
 
-static const char *a1111_sampler(ts_sampler s)
-{
-    static const char *const names[TS_SAMPLER_COUNT] = {"Euler", "Euler a", "Heun", "DPM++ 2M", "DPM++ 2M SDE", "LCM"};
-    return (unsigned)s < TS_SAMPLER_COUNT ? names[s] : ts_sampler_name(s);
-}
-
 static char *infotext(const gen_args *a, const ts_sd_request *r, const ts_sd_highres *highres, uint64_t seed)
 {
-    const char *model = strrchr(a->files.model, '/');
-    char blur[32], icfg[32], skip[16];
-    snprintf(blur, sizeof blur, "%g", a->mask_blur);
+    char icfg[32], tiling[64], hires[64];
     snprintf(icfg, sizeof icfg, "%g", r->image_cfg);
-    snprintf(skip, sizeof skip, "%d", a->clip_skip);
-    char tiling[64], hires[64];
-    ts_infotext_pair extra[7];
+    ts_infotext_pair extra[4];
     int n = 0;
     if (r->tiling.size > 0) {
         snprintf(tiling, sizeof tiling, "%d/%d %s", r->tiling.size, r->tiling.overlap,
@@ -531,27 +522,14 @@ static char *infotext(const gen_args *a, const ts_sd_request *r, const ts_sd_hig
         extra[n++] = (ts_infotext_pair){"Hires strength", hires};
         extra[n++] = (ts_infotext_pair){"Hires upscaler", a->hires_upscale};
     }
-    if (r->mode == TS_SD_INPAINT)
-        extra[n++] = (ts_infotext_pair){"Mask blur", blur};
     if (r->mode == TS_SD_INSTRUCT)
         extra[n++] = (ts_infotext_pair){"Image CFG scale", icfg};
-    if (a->clip_skip)
-        extra[n++] = (ts_infotext_pair){"Clip skip", skip};
-    ts_infotext info = {.prompt = a->prompt,
-                        .negative_prompt = a->negative,
-                        .steps = r->steps,
-                        .sampler = a1111_sampler(r->sampler),
-                        .scheduler = ts_scheduler_name(r->scheduler),
-                        .cfg_scale = r->cfg,
-                        .has_seed = 1,
-                        .seed = seed,
-                        .width = r->width,
-                        .height = r->height,
-                        .model = model ? model + 1 : a->files.model,
-                        .denoising_strength = r->mode == TS_SD_IMG2IMG || r->mode == TS_SD_INPAINT ? r->strength : 0,
-                        .extra = extra,
-                        .extra_count = n};
-    return ts_format_infotext(&info);
+    gen_params p = {.prompt = a->prompt, .negative = a->negative, .model = a->files.model, .steps = r->steps,
+                    .width = r->width, .height = r->height, .clip_skip = a->clip_skip,
+                    .inpaint = r->mode == TS_SD_INPAINT, .sampler = r->sampler, .scheduler = r->scheduler,
+                    .cfg = r->cfg, .mask_blur = a->mask_blur, .extra = extra, .extra_count = n,
+                    .strength = r->mode == TS_SD_IMG2IMG || r->mode == TS_SD_INPAINT ? r->strength : 0};
+    return gen_infotext(&p, seed);
 }
 
 typedef struct {
@@ -773,6 +751,8 @@ int cmd_generate(int argc, char **argv)
 {
     if (generate_is_flux(argc, argv))
         return cmd_generate_flux(argc, argv);
+    if (generate_is_sd3(argc, argv))
+        return cmd_generate_sd3(argc, argv);
     gen_args a;
     int status = parse_args(argc, argv, &a);
     if (status)

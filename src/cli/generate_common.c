@@ -226,6 +226,62 @@ int parse_options(int argc, char **argv, const gen_options *o, void *args)
     return 0;
 }
 
+typedef struct {
+    const flag_spec *flags;
+    size_t n;
+    void *args;
+} flag_table;
+
+/* gen_options.set over a flag table (parse_options passes only listed flags). */
+static int set_from_table(void *ctx, const char *arg, const char *val)
+{
+    const flag_table *t = ctx;
+    const flag_spec *f = t->flags;
+    while (strcmp(arg, f->name) && !(f->alias && !strcmp(arg, f->alias)))
+        f++;
+    char *field = (char *)t->args + f->at;
+    int bad = 0;
+    if (f->kind == FLAG_TEXT)
+        *(const char **)field = val;
+    else if (f->kind == FLAG_INT)
+        bad = parse_int(val, (int)f->lo, (int)f->hi, (int *)field);
+    else if (f->kind == FLAG_REAL)
+        bad = parse_double(val, f->lo, f->hi, (double *)field);
+    else if (f->kind == FLAG_SEED)
+        bad = parse_seed(val, (uint64_t *)field);
+    else if (f->kind == FLAG_SWITCH)
+        *(int *)field = 1;
+    else
+        bad = f->parse(val, field);
+    if (f->seen)
+        *(int *)((char *)t->args + f->seen) = 1;
+    return bad ? bad_value(arg, val) : 0;
+}
+
+int parse_flag_table(int argc, char **argv, void (*usage)(FILE *f), const flag_spec *flags, size_t n, void *args)
+{
+    const char **valued = calloc(2 * n + 1, sizeof *valued), **switches = calloc(2 * n + 1, sizeof *switches);
+    if (!valued || !switches) {
+        free(valued);
+        free(switches);
+        fprintf(stderr, "tessera generate: out of memory\n");
+        return 2;
+    }
+    for (size_t i = 0, nv = 0, ns = 0; i < n; i++) {
+        const char **list = flags[i].kind == FLAG_SWITCH ? switches : valued;
+        size_t *at = flags[i].kind == FLAG_SWITCH ? &ns : &nv;
+        list[(*at)++] = flags[i].name;
+        if (flags[i].alias)
+            list[(*at)++] = flags[i].alias;
+    }
+    flag_table t = {flags, n, args};
+    gen_options o = {usage, valued, switches, set_from_table};
+    int rc = parse_options(argc, argv, &o, &t);
+    free(valued);
+    free(switches);
+    return rc;
+}
+
 int check_output_name(const char *out)
 {
     const char *dot = strrchr(out, '.');
@@ -313,6 +369,57 @@ int run_batch(int count, int has_seed, uint64_t seed, gen_one_fn one, void *ctx)
     return rc;
 }
 
+static const char *a1111_sampler(ts_sampler s)
+{
+    static const char *const names[TS_SAMPLER_COUNT] = {"Euler", "Euler a", "Heun", "DPM++ 2M", "DPM++ 2M SDE", "LCM"};
+    return (unsigned)s < TS_SAMPLER_COUNT ? names[s] : ts_sampler_name(s);
+}
+
+char *gen_infotext(const gen_params *p, uint64_t seed)
+{
+    ts_infotext_pair extra[10];
+    int n = p->extra_count < 8 ? p->extra_count : 8;
+    memcpy(extra, p->extra, (size_t)n * sizeof *extra);
+    char blur[32], skip[16];
+    snprintf(blur, sizeof blur, "%g", p->mask_blur);
+    snprintf(skip, sizeof skip, "%d", p->clip_skip);
+    if (p->inpaint)
+        extra[n++] = (ts_infotext_pair){"Mask blur", blur};
+    if (p->clip_skip)
+        extra[n++] = (ts_infotext_pair){"Clip skip", skip};
+    const char *model = strrchr(p->model, '/');
+    ts_infotext info = {.prompt = p->prompt,
+                        .negative_prompt = p->negative,
+                        .steps = p->steps,
+                        .sampler = a1111_sampler(p->sampler),
+                        .scheduler = ts_scheduler_name(p->scheduler),
+                        .cfg_scale = p->cfg,
+                        .has_seed = 1,
+                        .seed = seed,
+                        .width = p->width,
+                        .height = p->height,
+                        .model = model ? model + 1 : p->model,
+                        .denoising_strength = p->strength,
+                        .extra = extra,
+                        .extra_count = n};
+    return ts_format_infotext(&info);
+}
+
+int generate_model_in(int argc, char **argv, unsigned families)
+{
+    const char *model = NULL;
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model"))
+            model = argv[i + 1];
+    ts_weights *wf = NULL;
+    if (!model || ts_weights_open(model, &wf))
+        return 0;
+    ts_model_info info;
+    ts_family_detect(wf, &info);
+    ts_weights_close(wf);
+    return (families & TS_FAMILY_BIT(info.family)) != 0;
+}
+
 int report_failure(int rc)
 {
     if (rc >= 0)
@@ -325,6 +432,11 @@ int report_failure(int rc)
 gen_tiling_args gen_tiling_defaults(void)
 {
     return (gen_tiling_args){.tile = -1, .overlap = -1, .batch = 2, .vae_tile = -1, .blend = TS_TILE_BLEND_GAUSSIAN};
+}
+
+int parse_tile_blend(const char *val, void *field)
+{
+    return ts_tile_blend_from_name(val, field) ? -1 : 0;
 }
 
 int set_tiling_option(gen_tiling_args *t, const char *arg, const char *val, int *bad)

@@ -16,6 +16,9 @@
 #include "io/image.h"
 #include "models/vae_tiled.h"
 #include "pipeline/tiles.h"
+#include "models/family.h"
+#include "sample/sampler.h"
+#include "sample/schedule.h"
 
 /* A front end's flags: those taking a value and those without (NULL-terminated
  * lists); set(args, flag, value or NULL) returns 0 or 2 (bad value). */
@@ -27,6 +30,21 @@ typedef struct {
 } gen_options;
 /* Walks argv; returns 0, 2 for bad usage (one line printed), -1 after --help. */
 int parse_options(int argc, char **argv, const gen_options *o, void *args);
+
+/* A front end's flags as a table: kind says how the value is read into the field at
+ * offset `at` of the args struct (lo..hi for numbers; parse for FLAG_PARSE, returning
+ * non-zero for a bad value); FLAG_SWITCH takes no value and sets its int field to 1.
+ * `seen` (when non-zero) is the offset of an int set to 1 when the flag is given. */
+typedef enum { FLAG_TEXT, FLAG_INT, FLAG_REAL, FLAG_SEED, FLAG_SWITCH, FLAG_PARSE } flag_kind;
+typedef struct {
+    const char *name, *alias;
+    flag_kind kind;
+    size_t at, seen;
+    double lo, hi;
+    int (*parse)(const char *value, void *field);
+} flag_spec;
+/* parse_options over the n flags of the table. */
+int parse_flag_table(int argc, char **argv, void (*usage)(FILE *f), const flag_spec *flags, size_t n, void *args);
 /* 0, or 2 with a message when OUT does not end in .png, .jpg or .jpeg. */
 int check_output_name(const char *out);
 
@@ -106,6 +124,15 @@ typedef struct {
 } gen_tiling_args;
 
 #define GEN_TILING_FLAGS "--tile", "--tile-overlap", "--tile-batch", "--tile-blend", "--vae-tile"
+/* The same flags as flag_spec entries of a front end whose args struct `type` has a
+ * gen_tiling_args member named tiling. */
+int parse_tile_blend(const char *val, void *field);
+#define GEN_TILING_TABLE(type)                                                                                   \
+    {"--tile", NULL, FLAG_INT, offsetof(type, tiling.tile), 0, 0, 1 << 16, NULL},                                \
+        {"--tile-overlap", NULL, FLAG_INT, offsetof(type, tiling.overlap), 0, 0, 1 << 16, NULL},                 \
+        {"--tile-batch", NULL, FLAG_INT, offsetof(type, tiling.batch), 0, 1, 64, NULL},                          \
+        {"--tile-blend", NULL, FLAG_PARSE, offsetof(type, tiling.blend), 0, 0, 0, parse_tile_blend},             \
+        {"--vae-tile", NULL, FLAG_INT, offsetof(type, tiling.vae_tile), 0, 0, 1 << 16, NULL}
 gen_tiling_args gen_tiling_defaults(void);
 /* Sets the flag when it is a tiling one (*bad: 0, or non-zero for a bad value);
  * returns 1 when it is not. */
@@ -123,8 +150,28 @@ int describe_tiling(const ts_tile_config *tiles, int width, int height, int alig
 /* The exit status of a run: 0, or 1 after printing "tessera generate: <error>". */
 int report_failure(int rc);
 
+/* What a Stable Diffusion run (1.x/2.x/XL, SD3) records in the parameters text. */
+typedef struct {
+    const char *prompt, *negative, *model; /* model: the -m path (its base name is recorded) */
+    int steps, width, height, clip_skip, inpaint;
+    ts_sampler sampler;
+    ts_scheduler scheduler;
+    double cfg, strength, mask_blur; /* strength 0: the run started from noise */
+    const ts_infotext_pair *extra;   /* the family's own pairs, written first (at most 8) */
+    int extra_count;
+} gen_params;
+/* The A1111 parameters text (malloc'd; NULL when out of memory). */
+char *gen_infotext(const gen_params *p, uint64_t seed);
+
+/* Whether the file -m names is of one of the families (a TS_FAMILY_BIT mask); 0 when
+ * there is none or it cannot be read (the SD front end then reports it). */
+int generate_model_in(int argc, char **argv, unsigned families);
+
 /* generate_flux.c: whether -m names a Flux transformer, and its front end. */
 int generate_is_flux(int argc, char **argv);
 int cmd_generate_flux(int argc, char **argv);
+/* generate_sd3.c: whether -m names an SD3 / SD3.5 checkpoint, and its front end. */
+int generate_is_sd3(int argc, char **argv);
+int cmd_generate_sd3(int argc, char **argv);
 
 #endif

@@ -78,65 +78,35 @@ typedef struct {
     gen_tiling_args tiling;
 } flux_args;
 
-/* The flags, as a table: kind says how the value is read into the field at `at`
- * (lo..hi for numbers); `seen` (when set) records that the flag was given. */
-typedef enum { FLAG_TEXT, FLAG_INT, FLAG_REAL, FLAG_SEED, FLAG_AXES } flag_kind;
-
-typedef struct {
-    const char *name, *alias;
-    flag_kind kind;
-    size_t at, seen;
-    double lo, hi;
-} flag_spec;
+static int parse_axes(const char *value, void *field)
+{
+    return ts_flux_config_parse(value, field);
+}
 
 #define AT(field) offsetof(flux_args, field)
 static const flag_spec flags[] = {
-    {"--model", "-m", FLAG_TEXT, AT(files.model), 0, 0, 0},
-    {"--ae", NULL, FLAG_TEXT, AT(files.ae), 0, 0, 0},
-    {"--clip-l", NULL, FLAG_TEXT, AT(files.clip_l), 0, 0, 0},
-    {"--t5", NULL, FLAG_TEXT, AT(files.t5), 0, 0, 0},
-    {"--t5-tokenizer", NULL, FLAG_TEXT, AT(t5_tokenizer), 0, 0, 0},
-    {"--rope-axes", NULL, FLAG_AXES, AT(files.flux), 0, 0, 0},
-    {"--clip-heads", NULL, FLAG_INT, AT(files.clip_heads), 0, 1, 1024},
-    {"--prompt", "-p", FLAG_TEXT, AT(prompt), 0, 0, 0},
-    {"--output", "-o", FLAG_TEXT, AT(out), 0, 0, 0},
-    {"--init-image", NULL, FLAG_TEXT, AT(init_image), 0, 0, 0},
-    {"--mask", NULL, FLAG_TEXT, AT(mask), 0, 0, 0},
-    {"--width", "-W", FLAG_INT, AT(width), 0, 1, TS_IMAGE_MAX_SIDE},
-    {"--height", "-H", FLAG_INT, AT(height), 0, 1, TS_IMAGE_MAX_SIDE},
-    {"--steps", NULL, FLAG_INT, AT(steps), 0, 1, 1000},
-    {"--batch-count", NULL, FLAG_INT, AT(batch), 0, 1, 10000},
-    {"--threads", NULL, FLAG_INT, AT(threads), 0, 1, 1024},
-    {"--guidance", NULL, FLAG_REAL, AT(guidance), AT(has_guidance), 0, 100},
-    {"--strength", NULL, FLAG_REAL, AT(strength), 0, 1e-6, 1},
-    {"--mask-blur", NULL, FLAG_REAL, AT(mask_blur), 0, 0, 256},
-    {"--seed", NULL, FLAG_SEED, AT(seed), AT(has_seed), 0, 0},
+    {"--model", "-m", FLAG_TEXT, AT(files.model), 0, 0, 0, NULL},
+    {"--ae", NULL, FLAG_TEXT, AT(files.ae), 0, 0, 0, NULL},
+    {"--clip-l", NULL, FLAG_TEXT, AT(files.clip_l), 0, 0, 0, NULL},
+    {"--t5", NULL, FLAG_TEXT, AT(files.t5), 0, 0, 0, NULL},
+    {"--t5-tokenizer", NULL, FLAG_TEXT, AT(t5_tokenizer), 0, 0, 0, NULL},
+    {"--rope-axes", NULL, FLAG_PARSE, AT(files.flux), 0, 0, 0, parse_axes},
+    {"--clip-heads", NULL, FLAG_INT, AT(files.clip_heads), 0, 1, 1024, NULL},
+    {"--prompt", "-p", FLAG_TEXT, AT(prompt), 0, 0, 0, NULL},
+    {"--output", "-o", FLAG_TEXT, AT(out), 0, 0, 0, NULL},
+    {"--init-image", NULL, FLAG_TEXT, AT(init_image), 0, 0, 0, NULL},
+    {"--mask", NULL, FLAG_TEXT, AT(mask), 0, 0, 0, NULL},
+    {"--width", "-W", FLAG_INT, AT(width), 0, 1, TS_IMAGE_MAX_SIDE, NULL},
+    {"--height", "-H", FLAG_INT, AT(height), 0, 1, TS_IMAGE_MAX_SIDE, NULL},
+    {"--steps", NULL, FLAG_INT, AT(steps), 0, 1, 1000, NULL},
+    {"--batch-count", NULL, FLAG_INT, AT(batch), 0, 1, 10000, NULL},
+    {"--threads", NULL, FLAG_INT, AT(threads), 0, 1, 1024, NULL},
+    {"--guidance", NULL, FLAG_REAL, AT(guidance), AT(has_guidance), 0, 100, NULL},
+    {"--strength", NULL, FLAG_REAL, AT(strength), 0, 1e-6, 1, NULL},
+    {"--mask-blur", NULL, FLAG_REAL, AT(mask_blur), 0, 0, 256, NULL},
+    {"--seed", NULL, FLAG_SEED, AT(seed), AT(has_seed), 0, 0, NULL},
+    GEN_TILING_TABLE(flux_args),
 };
-#define N_FLAGS (sizeof flags / sizeof flags[0])
-
-static int set_option(void *args, const char *arg, const char *val)
-{
-    int bad = 0;
-    if (!set_tiling_option(&((flux_args *)args)->tiling, arg, val, &bad))
-        return bad ? bad_value(arg, val) : 0;
-    const flag_spec *f = flags;
-    while (strcmp(arg, f->name) && !(f->alias && !strcmp(arg, f->alias)))
-        f++; /* parse_options passes only listed flags */
-    char *field = (char *)args + f->at;
-    if (f->kind == FLAG_TEXT)
-        *(const char **)field = val;
-    else if (f->kind == FLAG_INT)
-        bad = parse_int(val, (int)f->lo, (int)f->hi, (int *)field);
-    else if (f->kind == FLAG_REAL)
-        bad = parse_double(val, f->lo, f->hi, (double *)field);
-    else if (f->kind == FLAG_SEED)
-        bad = parse_seed(val, (uint64_t *)field);
-    else
-        bad = ts_flux_config_parse(val, (ts_flux_config *)field) ? -1 : 0;
-    if (f->seen)
-        *(int *)((char *)args + f->seen) = 1;
-    return bad ? bad_value(arg, val) : 0;
-}
 
 static int usage_error(const char *what, const char *detail)
 {
@@ -147,20 +117,8 @@ static int usage_error(const char *what, const char *detail)
 /* Returns 0, 2 for bad usage, -1 after --help. */
 static int parse_args(int argc, char **argv, flux_args *a)
 {
-    static const char *const tiling[] = {GEN_TILING_FLAGS};
-    enum { N_TILING = sizeof tiling / sizeof tiling[0] };
-    static const char *valued[2 * N_FLAGS + N_TILING + 1];
-    size_t n = 0;
-    for (size_t i = 0; i < N_FLAGS; i++) {
-        valued[n++] = flags[i].name;
-        if (flags[i].alias)
-            valued[n++] = flags[i].alias;
-    }
-    for (size_t i = 0; i < N_TILING; i++)
-        valued[n++] = tiling[i];
-    static const gen_options flux_options = {flux_usage, valued, NULL, set_option};
     *a = (flux_args){.batch = 1, .guidance = 3.5, .strength = -1, .mask_blur = 4, .tiling = gen_tiling_defaults()};
-    int rc = parse_options(argc, argv, &flux_options, a);
+    int rc = parse_flag_table(argc, argv, flux_usage, flags, sizeof flags / sizeof flags[0], a);
     if (rc)
         return rc;
     const char *missing = !a->files.ae       ? "--ae AE"
@@ -178,17 +136,7 @@ static int parse_args(int argc, char **argv, flux_args *a)
 
 int generate_is_flux(int argc, char **argv)
 {
-    const char *model = NULL;
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model"))
-            model = argv[i + 1];
-    ts_weights *wf = NULL;
-    if (!model || ts_weights_open(model, &wf))
-        return 0; /* the SD front end reports the file */
-    ts_model_info info;
-    ts_family_detect(wf, &info);
-    ts_weights_close(wf);
-    return info.family == TS_FAMILY_FLUX_SCHNELL || info.family == TS_FAMILY_FLUX_DEV;
+    return generate_model_in(argc, argv, TS_FAMILY_BIT(TS_FAMILY_FLUX_SCHNELL) | TS_FAMILY_BIT(TS_FAMILY_FLUX_DEV));
 }
 
 /* ---- the run ------------------------------------------------------------------ */

@@ -42,6 +42,8 @@ struct ts_text_encoders {
 
 /* ---- loading ---- */
 
+static int is_sd3(ts_family f) { return f == TS_FAMILY_SD3 || f == TS_FAMILY_SD35; }
+
 /* Prefix of component `comp` in wf, else of its first CLIP tower; NULL when it has none. */
 static const char *tower_prefix(ts_weights *wf, ts_component comp, int any)
 {
@@ -84,8 +86,8 @@ int ts_text_encoders_load_opts(ts_family family, ts_weights *main, ts_weights *c
                                ts_text_encoders **out)
 {
     *out = NULL;
-    if (family != TS_FAMILY_SD1 && family != TS_FAMILY_SD2 && family != TS_FAMILY_SDXL)
-        return ts_fail(TS_ERR_UNSUPPORTED, "CLIP prompt conditioning is for sd1, sd2 and sdxl models, not %s",
+    if (family != TS_FAMILY_SD1 && family != TS_FAMILY_SD2 && family != TS_FAMILY_SDXL && !is_sd3(family))
+        return ts_fail(TS_ERR_UNSUPPORTED, "CLIP prompt conditioning is for sd1, sd2, sdxl and sd3 models, not %s",
                        ts_family_name(family));
     const ts_text_encoders_opts none = {0};
     if (!opts)
@@ -113,6 +115,12 @@ int ts_text_encoders_load_opts(ts_family family, ts_weights *main, ts_weights *c
         rc = load_tower(&enc->t[0], main, clip_l, TS_COMP_CLIP_L, &opts->tower[0], TS_CLIP_EOS, 0);
         if (!rc)
             rc = load_tower(&enc->t[1], main, clip_g, TS_COMP_CLIP_G, &opts->tower[1], 0, 0);
+        /* SD3 pools CLIP-L without its projection (ComfyUI and the reference ask for the
+         * unprojected output), whether or not the file carries one. */
+        if (!rc && is_sd3(family)) {
+            enc->t[0].model.proj.data = NULL;
+            enc->t[0].model.proj_dim = enc->t[0].model.width;
+        }
         break;
     }
     if (rc) {
@@ -151,6 +159,8 @@ int ts_text_encoders_context_dim(const ts_text_encoders *enc)
 
 int ts_text_encoders_pooled_dim(const ts_text_encoders *enc)
 {
+    if (is_sd3(enc->family))
+        return enc->t[0].model.proj_dim + enc->t[1].model.proj_dim;
     return enc->family == TS_FAMILY_SDXL ? enc->t[1].model.proj_dim : 0;
 }
 
@@ -263,9 +273,13 @@ static int encode_chunks(const ts_text_encoders *enc, const char *prompt, int cl
         else if (!arena)
             rc = TS_ERR_NOMEM;
     }
-    for (int i = 0, col = 0; i < enc->n_towers && !rc; col += enc->t[i].model.width, i++)
-        rc = encode_tower(&enc->t[i], &tok[i], clip_skip, arena, out->context.data, D, col,
-                          i == 1 ? out->pooled.data : NULL);
+    /* Pooled: SDXL bigG's; SD3 CLIP-L's then bigG's, side by side. */
+    float *pooled = out->pooled.data;
+    for (int i = 0, col = 0; i < enc->n_towers && !rc; col += enc->t[i].model.width, i++) {
+        int pools = i == 1 || is_sd3(enc->family);
+        rc = encode_tower(&enc->t[i], &tok[i], clip_skip, arena, out->context.data, D, col, pools ? pooled : NULL);
+        pooled += pools ? enc->t[i].model.proj_dim : 0;
+    }
     ts_arena_destroy(arena);
     for (int i = 0; i < n; i++) {
         if (i == 0 && tokens_out && !rc)

@@ -8,6 +8,8 @@
  *   SD2   OpenCLIP-H, penultimate layer, ln_final       pad 0       context 1024
  *   SDXL  CLIP-L and bigG, penultimate, no final norm   pad 49407 / 0, context 768 + 1280;
  *         pooled = bigG's projected pooled output of the first chunk
+ *   SD3   as SDXL; pooled = CLIP-L's unprojected pooled output then bigG's projected one
+ *         (768 + 1280); the pipeline adds T5 (pipeline/sd3.h)
  * A prompt becomes 77-token chunks (src/text/prompt.h); all chunks of a tower run as one
  * batch and their outputs are concatenated along tokens.  Emphasis is A1111's "Original"
  * method, applied per tower and per chunk: z *= weight of each token, then z is scaled
@@ -57,7 +59,7 @@ int ts_text_encoders_load_opts(ts_family family, ts_weights *main, ts_weights *c
 void ts_text_encoders_free(ts_text_encoders *enc);
 
 ts_family ts_text_encoders_family(const ts_text_encoders *enc);
-/* Width of the context rows (768 / 1024 / 2048) and of the pooled vector (0 unless SDXL). */
+/* Width of the context rows (768 / 1024 / 2048) and of the pooled vector (SDXL 1280, SD3 2048, else 0). */
 int ts_text_encoders_context_dim(const ts_text_encoders *enc);
 int ts_text_encoders_pooled_dim(const ts_text_encoders *enc);
 /* The clip skip a request resolves to: clip_skip when > 0, else the family default. */
@@ -65,7 +67,7 @@ int ts_text_encoders_clip_skip(const ts_text_encoders *enc, int clip_skip);
 
 typedef struct {
     ts_tensor context; /* [1, 77 * chunks, D]: SD1 768, SD2 1024, SDXL 2048 (CLIP-L | bigG features) */
-    ts_tensor pooled;  /* [1, 1280] for SDXL (bigG pooled, projected), data NULL otherwise */
+    ts_tensor pooled;  /* [1, 1280] for SDXL (bigG pooled, projected), [1, 2048] for SD3, else data NULL */
     ts_tensor empty;   /* [1, 77, D]: the encoding of an empty chunk, for ts_conditioning_match_length */
 } ts_conditioning;
 

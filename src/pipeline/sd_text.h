@@ -23,4 +23,15 @@ int ts_sd_encode_prompts(const ts_sd_model *m, const char *prompt, const char *n
                          ts_sd_prompts *out);
 void ts_sd_prompts_free(ts_sd_prompts *p);
 
+/* Whether the loaded encoders suit the diffusion model (0, or the error). */
+typedef int (*ts_text_fit_fn)(const ts_text_encoders *enc, const void *model);
+
+/* What ts_sd_encode_prompts does, for any CLIP-conditioned family: maps the files
+ * (paths: checkpoint, clip_l, clip_g; NULL skipped), loads the encoders (clip_heads 0:
+ * 64-wide heads), asks fits, encodes both prompts to one length into out (malloc'd;
+ * freed on failure) and unmaps the files. */
+int ts_encode_prompt_pair(ts_family family, const char *const paths[3], int clip_heads, ts_text_fit_fn fits,
+                          const void *model, const char *prompt, const char *negative, int clip_skip,
+                          ts_conditioning out[2]);
+
 #endif

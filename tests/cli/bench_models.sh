@@ -1,7 +1,7 @@
 #!/bin/bash
 # tessera bench unet / vae / flux on the tiny golden checkpoints: the JSON carries positive
 # step_seconds / decode_seconds and peak_rss_bytes for SD1 (UNet-only and full
-# checkpoint layouts) and SDXL (which needs the y vector); bad usage exits 2, a
+# checkpoint layouts), SDXL (which needs the y vector) and the SD3 / SD3.5 MMDiT; bad usage exits 2, a
 # missing or wrong file exits 1 with one line naming it.
 set -u
 bin=$1
@@ -23,6 +23,11 @@ for m in "$sd15" "$sdxl" "$pipe"; do
     check '[ $(grep -c "" <<<"$out") -eq 1 ]'
 done
 check 'grep -q "\"family\": \"sdxl\"" <<<"$("$bin" bench unet --model "$sdxl" --width 64 --height 64 --json)"'
+# SD3 / SD3.5: the MMDiT (batch 2, 154 context tokens).
+for m in "$golden/mmdit_sd3/model.safetensors" "$golden/mmdit_sd35/model.safetensors"; do
+    out=$("$bin" bench unet --model "$m" --width 64 --height 48 --steps 2 --json)
+    check '[ $? -eq 0 ] && positive step_seconds "$out" && grep -q "\"family\": \"sd3" <<<"$out"'
+done
 out=$("$bin" bench unet --model "$sd15" --width 64 --height 48 --cfg 1 --json)
 check '[ $? -eq 0 ] && grep -q "\"batch\": 1" <<<"$out" && grep -q "\"family\": \"sd1\"" <<<"$out"'
 out=$("$bin" bench unet --model "$sd15" --width 64 --height 64 --steps 2)

@@ -107,12 +107,12 @@ expect 2 "e.bmp: the name must end in .png, .jpg or .jpeg" -- gen -m "$model" -p
 [ -e "$tmp/e.png" ] && bad "a failed run left an output file"
 
 # The size rule on the published layouts (full-size sparse files: real headers, data left as
-# holes): SD 1.x/2.x UNets downsample 3 times (64-pixel multiples), SDXL twice (32).
+# holes): SD 1.x/2.x UNets downsample 3 times (64-pixel multiples), SDXL twice (32), SD3 by its patch.
 if [ -d "$shared/data/keysets" ]; then
     python3 - "$shared/data/keysets" "$tmp" <<'PY'
 import json, struct, sys
 size = {"F64": 8, "F32": 4, "I64": 8, "I32": 4, "F16": 2, "BF16": 2, "U8": 1}
-for name in ["sd21", "sdxl_base"]:
+for name in ["sd21", "sdxl_base", "sd3_medium"]:
     tensors = json.load(open(f"{sys.argv[1]}/{name}.json"))["tensors"]
     header, at = {}, 0
     for key in sorted(tensors):
@@ -131,6 +131,9 @@ PY
         gen -m "$tmp/sparse_sd21.safetensors" -p x -W 1000 -o "$tmp/e.png"
     expect 1 "height 1000 is not a multiple of 32, as this model needs; use 992 or 1024" -- \
         gen -m "$tmp/sparse_sdxl_base.safetensors" -p x -W 1024 -H 1000 -o "$tmp/e.png"
+    # SD3 medium: patch 2 (16-pixel multiples) on a 192-patch position grid (3072 pixels).
+    expect 1 "size 3088x1024: this model's position grid covers at most 3072x3072 pixels" -- \
+        "$tessera" generate -m "$tmp/sparse_sd3_medium.safetensors" -p x -W 3088 -H 1024 -o "$tmp/e.png"
 fi
 
 expect 2 "unknown option '--bogus'" -- gen -m "$model" -p x -o "$tmp/e.png" --bogus
