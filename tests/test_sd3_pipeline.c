@@ -393,10 +393,11 @@ static void test_errors(void)
     CHECK(m && ts_sd3_encode_prompts(m, "x", "", 0, c) == TS_ERR_MODEL);
     CHECK(strstr(ts_error_message(), "no clip-l text encoder") != NULL);
     /* Sizes: the 16x16 pos_embed grid of patch 2 covers 256 pixels. */
-    CHECK(m && ts_sd3_check_size(m, 256, 240) == 0);
-    CHECK(m && ts_sd3_check_size(m, 272, 64) == TS_ERR_ARG);
+    CHECK(m && ts_sd3_check_size(m, 256, 240, 0) == 0);
+    CHECK(m && ts_sd3_check_size(m, 272, 64, 0) == TS_ERR_ARG);
+    CHECK(m && ts_sd3_check_size(m, 272, 64, 1) == 0); /* tiled: only the tiles must fit */
     CHECK(strstr(ts_error_message(), "at most 256x256") != NULL);
-    CHECK(m && ts_sd3_check_size(m, 72, 64) == TS_ERR_ARG);
+    CHECK(m && ts_sd3_check_size(m, 72, 64, 0) == TS_ERR_ARG);
     ts_sd3_free(m);
 }
 

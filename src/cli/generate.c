@@ -512,11 +512,7 @@ static char *infotext(const gen_args *a, const ts_sd_request *r, const ts_sd_hig
     snprintf(icfg, sizeof icfg, "%g", r->image_cfg);
     ts_infotext_pair extra[4];
     int n = 0;
-    if (r->tiling.size > 0) {
-        snprintf(tiling, sizeof tiling, "%d/%d %s", r->tiling.size, r->tiling.overlap,
-                 ts_tile_blend_name(r->tiling.blend));
-        extra[n++] = (ts_infotext_pair){"Tiled diffusion", tiling};
-    }
+    gen_tiling_pair(&r->tiling, tiling, sizeof tiling, extra, &n);
     if (highres) {
         snprintf(hires, sizeof hires, "%g, skip residual %g", highres->strength, highres->skip_residual);
         extra[n++] = (ts_infotext_pair){"Hires strength", hires};

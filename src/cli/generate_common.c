@@ -482,3 +482,11 @@ int describe_tiling(const ts_tile_config *tiles, int width, int height, int alig
     ts_tile_plan_free(&plan);
     return 0;
 }
+
+void gen_tiling_pair(const ts_tile_config *tiles, char *buf, size_t size, ts_infotext_pair *pairs, int *n)
+{
+    if (tiles->size <= 0)
+        return;
+    snprintf(buf, size, "%d/%d %s", tiles->size, tiles->overlap, ts_tile_blend_name(tiles->blend));
+    pairs[(*n)++] = (ts_infotext_pair){"Tiled diffusion", buf};
+}

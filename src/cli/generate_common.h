@@ -142,6 +142,9 @@ int set_tiling_option(gen_tiling_args *t, const char *arg, const char *val, int 
  * of 64 latent pixels above 1024x1024; size 0 / NULL when untiled. */
 void gen_tiling_resolve(const gen_tiling_args *t, int width, int height, int native_px, ts_tile_config *tiles,
                         ts_vae_tiling *vae, const ts_vae_tiling **vae_used);
+/* Appends the "Tiled diffusion: SIZE/OVERLAP BLEND" parameters entry to pairs[*n]
+ * when tiles is tiled; buf (32 bytes or more) holds its text. */
+void gen_tiling_pair(const ts_tile_config *tiles, char *buf, size_t size, ts_infotext_pair *pairs, int *n);
 /* Checks the plan (align: latent pixels tile positions must be multiples of) and
  * prints one line on how the canvas will be covered, so a long run's cost is no
  * surprise; note is appended to it. */

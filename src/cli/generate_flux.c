@@ -161,11 +161,7 @@ static char *infotext(const flux_args *a, const flux_state *s, uint64_t seed)
     char tiling[64];
     ts_infotext_pair extra[3];
     int n = 0;
-    if (r->tiling.size > 0) {
-        snprintf(tiling, sizeof tiling, "%d/%d %s", r->tiling.size, r->tiling.overlap,
-                 ts_tile_blend_name(r->tiling.blend));
-        extra[n++] = (ts_infotext_pair){"Tiled diffusion", tiling};
-    }
+    gen_tiling_pair(&r->tiling, tiling, sizeof tiling, extra, &n);
     if (ts_flux_has_guidance(s->model->flux))
         extra[n++] = (ts_infotext_pair){"Distilled CFG Scale", guidance};
     if (r->mask)

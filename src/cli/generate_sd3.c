@@ -53,6 +53,12 @@ static void sd3_usage(FILE *f)
             "      --batch-count N     N images, seeds SEED, SEED+1, ... (default 1)\n"
             "      --strength S        img2img / inpaint denoise in (0, 1]; default 0.75 (inpaint 1)\n"
             "      --mask-blur R       Gaussian blur of the mask, sigma R pixels (default 4)\n"
+            "high resolution (docs/highres.md):\n"
+            "      --tile N, --tile-overlap N, --tile-batch N, --tile-blend uniform|gaussian\n"
+            "                          tiled denoising in latent pixels; default: tiles of 1024 px\n"
+            "                          (128) once the canvas exceeds it; each tile takes its place in\n"
+            "                          the position grid (canvas coordinates while the canvas fits it)\n"
+            "      --vae-tile N        exact tiled VAE (default 64 above 1024x1024; 0 = off)\n"
             "output:\n"
             "  -o, --output OUT        .png or .jpg; with --batch-count N > 1: OUT-1.png ... OUT-N.png\n"
             "      --threads N         worker threads (default: every core)\n\n"
@@ -66,6 +72,7 @@ typedef struct {
     int width, height, steps, batch, clip_skip, threads, has_seed, instruct;
     double cfg, strength, mask_blur;
     uint64_t seed;
+    gen_tiling_args tiling;
 } sd3_args;
 
 #define AT(field) offsetof(sd3_args, field)
@@ -94,13 +101,14 @@ static const flag_spec flags[] = {
     {"--mask-blur", NULL, FLAG_REAL, AT(mask_blur), 0, 0, 256, NULL},
     {"--seed", NULL, FLAG_SEED, AT(seed), AT(has_seed), 0, 0, NULL},
     {"--instruct", NULL, FLAG_SWITCH, AT(instruct), 0, 0, 0, NULL}, /* refused below, with the reason */
+    GEN_TILING_TABLE(sd3_args),
 };
 
 /* Returns 0, 2 for bad usage, -1 after --help. */
 static int parse_args(int argc, char **argv, sd3_args *a)
 {
     *a = (sd3_args){.negative = "", .sampler = "dpmpp_2m", .scheduler = "normal", .steps = 20, .batch = 1,
-                    .cfg = SD3_DEFAULT_CFG, .strength = -1, .mask_blur = 4};
+                    .cfg = SD3_DEFAULT_CFG, .strength = -1, .mask_blur = 4, .tiling = gen_tiling_defaults()};
     int rc = parse_flag_table(argc, argv, sd3_usage, flags, sizeof flags / sizeof flags[0], a);
     if (rc)
         return rc;
@@ -129,6 +137,7 @@ typedef struct {
     ts_sd3_request req;
     ts_sd3_cond cond[2]; /* prompt, negative prompt */
     gen_io io;
+    ts_vae_tiling vae_tiling;
 } sd3_state;
 
 /* Model, images, request and both prompts' conditioning. */
@@ -147,7 +156,10 @@ static int prepare(const sd3_args *a, sd3_state *s)
                               .cond = &s->cond[0], .uncond = &s->cond[1], .progress = draw_progress};
     rc = rc ? rc : ts_sampler_from_name(a->sampler, &s->req.sampler);
     rc = rc ? rc : ts_scheduler_from_name(a->scheduler, &s->req.scheduler);
-    rc = rc ? rc : ts_sd3_check_size(m, s->io.width, s->io.height);
+    gen_tiling_resolve(&a->tiling, s->io.width, s->io.height, m->native_size, &s->req.tiling, &s->vae_tiling,
+                       &s->req.vae_tiling);
+    rc = rc ? rc : ts_sd3_check_size(m, s->io.width, s->io.height, s->req.tiling.size > 0);
+    rc = rc ? rc : describe_tiling(&s->req.tiling, s->io.width, s->io.height, m->size_multiple / 8, "");
     return rc ? rc : ts_sd3_encode_prompts(m, a->prompt, a->negative, a->clip_skip, s->cond);
 }
 
@@ -161,6 +173,10 @@ static int write_image(const sd3_state *s, int index, uint64_t seed)
                     .width = r->width, .height = r->height, .clip_skip = a->clip_skip, .inpaint = inpaint,
                     .sampler = r->sampler, .scheduler = r->scheduler, .cfg = r->cfg, .mask_blur = a->mask_blur,
                     .strength = r->mode != TS_SD_TXT2IMG ? r->strength : 0};
+    char tiling[64];
+    ts_infotext_pair extra[1];
+    gen_tiling_pair(&r->tiling, tiling, sizeof tiling, extra, &p.extra_count);
+    p.extra = extra;
     gen_output o = {a->out, a->batch, r->width, r->height, &s->io.in, inpaint ? s->io.mask : NULL};
     char *text = gen_infotext(&p, seed);
     int rc = write_result(&o, s->io.pixels, index, seed, text);

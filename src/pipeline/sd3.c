@@ -8,10 +8,15 @@
  */
 #include "pipeline/sd3.h"
 
+#include "models/vae_tiled.h"
+#include "pipeline/tiles.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "models/vae_tiled.h"
+#include "pipeline/tiles.h"
 #include "sample/denoiser.h"
 #include "sample/rng.h"
 
@@ -85,42 +90,104 @@ typedef struct {
     ts_arena *arena;
     int branches, h, w;
     size_t n;          /* 16 * h * w */
-    ts_tensor context; /* [branches, T, D] */
-    ts_tensor y;       /* [branches, adm] */
-    float *x_in;       /* [branches, n] */
+    const ts_sd3_cond *branch_cond[2];
+    ts_tile_plan plan; /* one tile of the whole latent when untiled */
+    int tile_batch;
+    int canvas_top, canvas_left; /* the canvas's window in the pos_embed grid; -1: too large */
+    float *acc, *wsum; /* blended velocity [branches, n]; weights [branches, h * w] */
 } sd3_denoiser;
 
-/* D(x, sigma) with guidance: both branches in one MMDiT call at t = 1000 sigma. */
-static int sd3_denoise(void *user, const float *x, size_t n, double sigma, float *denoised)
+/* Where item's tile lies in the pos_embed grid: at its place in the canvas's centred
+ * window when the whole canvas fits the grid, else (a canvas larger than the model
+ * was made for) in the tile's own centred window. */
+static void tile_origin(const sd3_denoiser *d, int t, int *origin)
 {
-    sd3_denoiser *d = user;
-    int64_t c = d->m->vae.z_channels;
-    for (int b = 0; b < d->branches; b++)
-        memcpy(d->x_in + b * n, x, n * sizeof *x);
-    ts_tensor in = ts_tensor_view(d->x_in, 4, (int64_t[]){d->branches, c, d->h, d->w}), v;
-    float t0 = (float)ts_noise_timestep(&d->m->schedule, sigma), t[2] = {t0, t0};
-    ts_mmdit_inputs mi = {.x = &in, .timesteps = t, .context = &d->context, .y = &d->y};
-    size_t mark = ts_arena_mark(d->arena);
+    const ts_tile *o = &d->plan.tiles[t];
+    int patch = ts_mmdit_patch_size(d->m->mmdit), grid = ts_mmdit_pos_embed_size(d->m->mmdit);
+    if (d->canvas_top >= 0) {
+        origin[0] = d->canvas_top + o->y / patch;
+        origin[1] = d->canvas_left + o->x / patch;
+    } else {
+        origin[0] = (grid - d->plan.th / patch) / 2;
+        origin[1] = (grid - d->plan.tw / patch) / 2;
+    }
+}
+
+/* The MMDiT on `count` tiles from `first`, every guidance branch of each in one
+ * batch; the velocities are blended into d->acc. */
+static int run_tiles(sd3_denoiser *d, int first, int count, const float *x, double sigma)
+{
+    const ts_tile_plan *p = &d->plan;
+    int64_t c = d->m->vae.z_channels, rows = (int64_t)count * d->branches;
+    const ts_tensor *ctx0 = &d->branch_cond[0]->context;
+    int64_t lt = ctx0->shape[1], dt = ctx0->shape[2], adm = d->branch_cond[0]->pooled.shape[1];
+    size_t tile_n = (size_t)c * p->th * p->tw, plane = (size_t)d->h * d->w, mark = ts_arena_mark(d->arena);
+    ts_tensor in = ts_arena_tensor(d->arena, 4, (int64_t[]){rows, c, p->th, p->tw});
+    ts_tensor context = ts_arena_tensor(d->arena, 3, (int64_t[]){rows, lt, dt});
+    ts_tensor y = ts_arena_tensor(d->arena, 2, (int64_t[]){rows, adm});
+    float *t = ts_arena_alloc(d->arena, (size_t)rows * sizeof *t);
+    int *origin = ts_arena_alloc(d->arena, 2 * (size_t)rows * sizeof *origin);
+    if (!in.data || !context.data || !y.data || !t || !origin) {
+        ts_arena_reset(d->arena, mark);
+        return ts_fail(TS_ERR_NOMEM, "out of memory for a batch of %d tiles", count);
+    }
+    for (int64_t k = 0; k < rows; k++) {
+        int tile = first + (int)(k / d->branches), b = (int)(k % d->branches);
+        const ts_sd3_cond *cond = d->branch_cond[b];
+        ts_tile_crop(p, tile, x, (int)c, in.data + k * tile_n);
+        memcpy(context.data + k * lt * dt, cond->context.data, (size_t)(lt * dt) * sizeof(float));
+        memcpy(y.data + k * adm, cond->pooled.data, (size_t)adm * sizeof(float));
+        t[k] = (float)ts_noise_timestep(&d->m->schedule, sigma);
+        tile_origin(d, tile, origin + 2 * k);
+    }
+    ts_mmdit_inputs mi = {.x = &in, .timesteps = t, .context = &context, .y = &y, .pos_origin = origin};
+    ts_tensor v;
     int rc = ts_mmdit_forward(d->m->mmdit, &mi, d->arena, &v);
-    if (rc == 0) {
-        for (int b = 0; b < d->branches; b++)
-            ts_pred_denoised(TS_PRED_FLOW, sigma, x, v.data + b * n, v.data + b * n, n);
-        if (d->branches == 2)
-            ts_cfg_combine(v.data, v.data + n, d->r->cfg, denoised, n);
-        else
-            memcpy(denoised, v.data, n * sizeof *denoised);
+    for (int64_t k = 0; rc == 0 && k < rows; k++) {
+        int b = (int)(k % d->branches);
+        ts_tile_accumulate(p, first + (int)(k / d->branches), v.data + k * tile_n, (int)c, NULL,
+                           d->acc + (size_t)b * d->n, d->wsum + (size_t)b * plane);
     }
     ts_arena_reset(d->arena, mark);
     return rc;
 }
 
-int ts_sd3_check_size(const ts_sd3_model *m, int width, int height)
+/* D(x, sigma) with guidance: the branches' velocities, blended over the tiles
+ * (tiles.h), at t = 1000 sigma. */
+static int sd3_denoise(void *user, const float *x, size_t n, double sigma, float *denoised)
+{
+    sd3_denoiser *d = user;
+    int64_t c = d->m->vae.z_channels;
+    size_t plane = (size_t)d->h * d->w, mark = ts_arena_mark(d->arena);
+    memset(d->acc, 0, (size_t)d->branches * n * sizeof *d->acc);
+    memset(d->wsum, 0, (size_t)d->branches * plane * sizeof *d->wsum);
+    int rc = 0;
+    ts_arena_hold_pages(d->arena, 1);
+    for (int t = 0; rc == 0 && t < d->plan.count; t += d->tile_batch)
+        rc = run_tiles(d, t, d->plan.count - t < d->tile_batch ? d->plan.count - t : d->tile_batch, x, sigma);
+    ts_arena_hold_pages(d->arena, 0);
+    ts_arena_reset(d->arena, mark);
+    if (rc)
+        return rc;
+    for (int b = 0; b < d->branches; b++) {
+        float *v = d->acc + (size_t)b * n;
+        ts_tile_normalize(v, d->wsum + (size_t)b * plane, (int)c, plane);
+        ts_pred_denoised(TS_PRED_FLOW, sigma, x, v, v, n);
+    }
+    if (d->branches == 2)
+        ts_cfg_combine(d->acc, d->acc + n, d->r->cfg, denoised, n);
+    else
+        memcpy(denoised, d->acc, n * sizeof *denoised);
+    return 0;
+}
+
+int ts_sd3_check_size(const ts_sd3_model *m, int width, int height, int tiled)
 {
     int mult = m->size_multiple;
     if (width <= 0 || height <= 0 || width % mult || height % mult)
         return ts_fail(TS_ERR_ARG, "size %dx%d: width and height must be positive multiples of %d for this model",
                        width, height, mult);
-    if (width > m->max_size || height > m->max_size)
+    if (!tiled && (width > m->max_size || height > m->max_size))
         return ts_fail(TS_ERR_ARG, "size %dx%d: this model's position grid covers at most %dx%d pixels", width,
                        height, m->max_size, m->max_size);
     return 0;
@@ -128,7 +195,7 @@ int ts_sd3_check_size(const ts_sd3_model *m, int width, int height)
 
 static int check_request(const ts_sd3_model *m, const ts_sd3_request *r)
 {
-    int rc = ts_sd3_check_size(m, r->width, r->height);
+    int rc = ts_sd3_check_size(m, r->width, r->height, r->tiling.size > 0);
     if (rc)
         return rc;
     if (r->steps < 1 || r->steps > 10000)
@@ -155,22 +222,28 @@ static int check_request(const ts_sd3_model *m, const ts_sd3_request *r)
     return 0;
 }
 
-/* Stacks the branches' contexts and pooled vectors. */
-static int build_branches(sd3_denoiser *d)
+/* The tile plan and the blend buffers; where the canvas sits in the position grid. */
+static int build_tiling(sd3_denoiser *d)
 {
-    const ts_sd3_cond *c[2] = {d->r->cond, d->r->uncond};
-    const ts_tensor *ctx = &c[0]->context;
-    size_t row = (size_t)(ctx->shape[1] * ctx->shape[2]), adm = (size_t)c[0]->pooled.shape[1];
-    d->context = ts_tensor_view(malloc(d->branches * row * sizeof(float)), 3,
-                                (int64_t[]){d->branches, ctx->shape[1], ctx->shape[2]});
-    d->y = ts_tensor_view(malloc(d->branches * adm * sizeof(float)), 2, (int64_t[]){d->branches, (int64_t)adm});
-    d->x_in = malloc(d->branches * d->n * sizeof(float));
-    if (!d->context.data || !d->y.data || !d->x_in)
+    const ts_sd3_request *r = d->r;
+    ts_tile_config tc = r->tiling;
+    int patch = ts_mmdit_patch_size(d->m->mmdit), grid = ts_mmdit_pos_embed_size(d->m->mmdit);
+    if (tc.size <= 0)
+        tc = (ts_tile_config){d->h > d->w ? d->h : d->w, 0, 1, TS_TILE_BLEND_UNIFORM};
+    int rc = ts_tile_plan_init(&d->plan, d->h, d->w, &tc, d->m->size_multiple / 8);
+    if (rc)
+        return rc;
+    if (d->plan.th / patch > grid || d->plan.tw / patch > grid)
+        return ts_fail(TS_ERR_ARG, "tiles of %dx%d latent pixels exceed this model's %dx%d position grid",
+                       d->plan.tw, d->plan.th, grid * patch, grid * patch);
+    int fits = d->h / patch <= grid && d->w / patch <= grid;
+    d->canvas_top = fits ? (grid - d->h / patch) / 2 : -1;
+    d->canvas_left = fits ? (grid - d->w / patch) / 2 : -1;
+    d->tile_batch = tc.batch;
+    d->acc = malloc((size_t)d->branches * d->n * sizeof *d->acc);
+    d->wsum = malloc((size_t)d->branches * d->h * d->w * sizeof *d->wsum);
+    if (!d->acc || !d->wsum)
         return ts_fail(TS_ERR_NOMEM, "out of memory");
-    for (int b = 0; b < d->branches; b++) {
-        memcpy(d->context.data + b * row, c[b]->context.data, row * sizeof(float));
-        memcpy(d->y.data + b * adm, c[b]->pooled.data, adm * sizeof(float));
-    }
     return 0;
 }
 
@@ -182,7 +255,8 @@ static int encode_init(const sd3_denoiser *d, float *init)
         return ts_fail(TS_ERR_MODEL, "the VAE has no encoder; img2img and inpainting need one");
     size_t mark = ts_arena_mark(d->arena);
     ts_tensor in = ts_tensor_view((float *)d->r->image, 4, (int64_t[]){1, 3, d->r->height, d->r->width}), moments;
-    int rc = ts_vae_encode(&m->vae, &in, d->arena, &moments);
+    int rc = d->r->vae_tiling ? ts_vae_encode_tiled(&m->vae, &in, d->r->vae_tiling, d->arena, &moments)
+                              : ts_vae_encode(&m->vae, &in, d->arena, &moments);
     for (size_t i = 0; rc == 0 && i < d->n; i++)
         init[i] = (moments.data[i] - m->latent.shift) * m->latent.scale;
     ts_arena_reset(d->arena, mark);
@@ -240,6 +314,8 @@ static int decode(const sd3_denoiser *d, float *x, float *image)
     ts_weights_evict(m->main);
     size_t mark = ts_arena_mark(d->arena);
     ts_tensor lat = ts_tensor_view(x, 4, (int64_t[]){1, m->vae.z_channels, d->h, d->w}), out;
+    if (d->r->vae_tiling)
+        return ts_vae_decode_tiled_into(&m->vae, &lat, d->r->vae_tiling, d->arena, image);
     int rc = ts_vae_decode(&m->vae, &lat, d->arena, &out);
     if (rc == 0)
         memcpy(image, out.data, (size_t)ts_tensor_numel(&out) * sizeof(float));
@@ -270,7 +346,9 @@ int ts_sd3_generate(const ts_sd3_model *m, const ts_sd3_request *r, ts_arena *ar
     float *sigmas = malloc((size_t)(r->steps + 1) * sizeof *sigmas);
     if (!x || !noise || !init || !sigmas)
         rc = ts_fail(TS_ERR_NOMEM, "out of memory");
-    rc = rc ? rc : build_branches(&d);
+    d.branch_cond[0] = r->cond;
+    d.branch_cond[1] = r->uncond;
+    rc = rc ? rc : build_tiling(&d);
     int from_image = r->mode != TS_SD_TXT2IMG;
     rc = rc || !from_image ? rc : encode_init(&d, init);
     rc = rc ? rc : ts_schedule_sigmas_denoise(&m->schedule, r->scheduler, r->steps, from_image ? r->strength : 1.0,
@@ -285,8 +363,8 @@ int ts_sd3_generate(const ts_sd3_model *m, const ts_sd3_request *r, ts_arena *ar
     free(noise);
     free(init);
     free(sigmas);
-    free(d.context.data);
-    free(d.y.data);
-    free(d.x_in);
+    free(d.acc);
+    free(d.wsum);
+    ts_tile_plan_free(&d.plan);
     return rc;
 }

@@ -96,13 +96,18 @@ typedef struct {
     const float *mask;  /* [1, 1, H, W] in [0, 1], 1 = repaint */
     const float *noise; /* [1, 16, h, w]; NULL: torch.randn from seed */
     uint64_t seed;
+    /* Tiled denoising (tiles.h): each tile's tokens get their place in the position
+     * grid (the canvas's centred window while the canvas fits it).  size 0: untiled. */
+    ts_tile_config tiling;
+    const ts_vae_tiling *vae_tiling; /* NULL: encode and decode in one piece */
     ts_sd_progress progress;
     void *progress_ctx;
 } ts_sd3_request;
 
 /* Whether the model takes a width x height image: multiples of size_multiple, within
- * the pos_embed grid (TS_ERR_ARG naming the limit otherwise). */
-int ts_sd3_check_size(const ts_sd3_model *m, int width, int height);
+ * the pos_embed grid unless tiled (then only the tiles must fit it); TS_ERR_ARG
+ * naming the limit otherwise. */
+int ts_sd3_check_size(const ts_sd3_model *m, int width, int height, int tiled);
 
 /* image receives [1, 3, H, W], the raw decoder output (about [-1, 1], not clamped).
  * Activations come from the arena and are released. */
