@@ -133,7 +133,7 @@ PY
         gen -m "$tmp/sparse_sdxl_base.safetensors" -p x -W 1024 -H 1000 -o "$tmp/e.png"
     # SD3 medium: patch 2 (16-pixel multiples) on a 192-patch position grid (3072 pixels).
     expect 1 "size 3088x1024: this model's position grid covers at most 3072x3072 pixels" -- \
-        "$tessera" generate -m "$tmp/sparse_sd3_medium.safetensors" -p x -W 3088 -H 1024 -o "$tmp/e.png"
+        "$tessera" generate -m "$tmp/sparse_sd3_medium.safetensors" -p x -W 3088 -H 1024 --tile 0 -o "$tmp/e.png"
 fi
 
 expect 2 "unknown option '--bogus'" -- gen -m "$model" -p x -o "$tmp/e.png" --bogus
