@@ -156,7 +156,9 @@ static int prepare(const sd3_args *a, sd3_state *s)
                               .cond = &s->cond[0], .uncond = &s->cond[1], .progress = draw_progress};
     rc = rc ? rc : ts_sampler_from_name(a->sampler, &s->req.sampler);
     rc = rc ? rc : ts_scheduler_from_name(a->scheduler, &s->req.scheduler);
-    gen_tiling_resolve(&a->tiling, s->io.width, s->io.height, m->native_size, &s->req.tiling, &s->vae_tiling,
+    /* Default tiles: the native size, or the position grid when that is smaller. */
+    int tile_px = m->native_size < m->max_size ? m->native_size : m->max_size;
+    gen_tiling_resolve(&a->tiling, s->io.width, s->io.height, tile_px, &s->req.tiling, &s->vae_tiling,
                        &s->req.vae_tiling);
     rc = rc ? rc : ts_sd3_check_size(m, s->io.width, s->io.height, s->req.tiling.size > 0);
     rc = rc ? rc : describe_tiling(&s->req.tiling, s->io.width, s->io.height, m->size_multiple / 8, "");

@@ -99,7 +99,7 @@ gen "${t[@]}" --tile-batch 1 -o "$tmp/t_b1.png" 2>/dev/null
 grep -q "Tiled diffusion: 4/2 gaussian" <<<"$(png text "$tmp/t_b4.png")" && echo "ok: tiling recorded" \
     || bad "tiling not recorded"
 expect 1 "covers at most 256x256" -- gen -m "$model" -p x -W 320 -H 256 --steps 1 --seed 1 --tile 0 -o "$tmp/e.png"
-expect 0 "canvas 320x256" -- gen -m "$model" -p x -W 320 -H 256 --steps 1 --seed 1 --tile 16 -o "$tmp/big.png"
+expect 0 "canvas 320x256: 2 tiles of 256x256 px" -- gen -m "$model" -p x -W 320 -H 256 --steps 1 --seed 1 -o "$tmp/big.png"
 gen -m "$model" -p "a red fox" --init-image "$tmp/init.png" --mask "$tmp/mask.png" --mask-blur 0 --steps 2 \
     --seed 1 --tile 4 --tile-overlap 2 --vae-tile 2 -o "$tmp/t_inpaint.png" 2>/dev/null || bad "tiled inpaint failed"
 png keep "$tmp/t_inpaint.png" "$tmp/init.png" "$tmp/mask.png" 0 >/dev/null ||
