@@ -1,6 +1,7 @@
 /*
  * Arena allocator: alignment, stack-order mark/reset, the high-water mark, the
- * full-arena error and the release of pages above a reset point.
+ * full-arena error, the release of pages above a reset point and the nesting holds
+ * that keep them.
  */
 #include <stdint.h>
 #include <string.h>
@@ -59,22 +60,52 @@ static void test_mark_reset_peak(void)
     ts_arena_destroy(a);
 }
 
+/* Fills 4 pages after mark with 0x5a, resets to mark and counts the bytes of the same
+ * 4 pages, allocated again, that are not zero: 0 when the reset gave the pages back. */
+static size_t kept_after_reset(ts_arena *a, size_t mark, size_t page)
+{
+    unsigned char *p = ts_arena_alloc(a, 4 * page);
+    memset(p, 0x5a, 4 * page);
+    ts_arena_reset(a, mark);
+    unsigned char *q = ts_arena_alloc(a, 4 * page);
+    CHECK(q == p);
+    size_t kept = 0;
+    for (size_t i = 0; i < 4 * page; i++)
+        kept += q[i] != 0;
+    ts_arena_reset(a, mark);
+    return kept;
+}
+
 static void test_reset_returns_pages(void)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     ts_arena *a = ts_arena_create(16 * page);
     unsigned char *first = ts_arena_alloc(a, page); /* the mark below falls on a page boundary */
     size_t mark = ts_arena_mark(a);
-    unsigned char *p = ts_arena_alloc(a, 4 * page);
-    CHECK(first != NULL && p == first + page);
-    memset(p, 0x5a, 4 * page);
-    ts_arena_reset(a, mark);
-    unsigned char *q = ts_arena_alloc(a, 4 * page);
-    CHECK(q == p);
-    size_t nonzero = 0;
-    for (size_t i = 0; i < 4 * page; i++)
-        nonzero += q[i] != 0;
-    CHECK_MSG(nonzero == 0, "%zu bytes kept their old contents: pages were not released", nonzero);
+    CHECK(first != NULL && ts_arena_alloc(a, 0) == first + page);
+    size_t kept = kept_after_reset(a, mark, page);
+    CHECK_MSG(kept == 0, "%zu bytes kept their old contents: pages were not released", kept);
+    ts_arena_destroy(a);
+}
+
+/* Holds nest: pages stay resident until the outermost hold is released, then the next
+ * reset gives them back. */
+static void test_hold_pages_nests(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    ts_arena *a = ts_arena_create(16 * page);
+    CHECK(ts_arena_alloc(a, page) != NULL);
+    size_t mark = ts_arena_mark(a);
+    ts_arena_hold_pages(a, 1);
+    ts_arena_hold_pages(a, 1);
+    CHECK(kept_after_reset(a, mark, page) == 4 * page);
+    ts_arena_hold_pages(a, 0); /* the inner release: still held */
+    CHECK(kept_after_reset(a, mark, page) == 4 * page);
+    ts_arena_hold_pages(a, 0);
+    CHECK(kept_after_reset(a, mark, page) == 0);
+    ts_arena_hold_pages(a, 0); /* an unmatched release changes nothing */
+    ts_arena_hold_pages(a, 1);
+    CHECK(kept_after_reset(a, mark, page) == 4 * page);
     ts_arena_destroy(a);
 }
 
@@ -112,4 +143,4 @@ static void test_arena_tensor(void)
 }
 
 TEST_MAIN(TEST(test_alignment_and_accounting), TEST(test_mark_reset_peak), TEST(test_reset_returns_pages),
-          TEST(test_full_arena), TEST(test_arena_tensor))
+          TEST(test_hold_pages_nests), TEST(test_full_arena), TEST(test_arena_tensor))

@@ -17,7 +17,7 @@ struct ts_arena {
     size_t used;
     size_t peak;
     size_t touched; /* end of the pages possibly resident above used */
-    int hold_pages;
+    int hold_pages; /* nesting depth of ts_arena_hold_pages(a, 1) */
 };
 
 /* TESSERA_MAX_ARENA caps every arena: bytes, with an optional K, M or G suffix.
@@ -118,7 +118,10 @@ void ts_arena_reset(ts_arena *a, size_t mark)
 
 void ts_arena_hold_pages(ts_arena *a, int hold)
 {
-    a->hold_pages = hold;
+    if (hold)
+        a->hold_pages++;
+    else if (a->hold_pages > 0)
+        a->hold_pages--;
 }
 
 ts_tensor ts_arena_keep(ts_arena *a, size_t mark, ts_tensor t)

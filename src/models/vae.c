@@ -389,6 +389,8 @@ int ts_vae_decode(const ts_vae *vae, const ts_tensor *latent, ts_arena *arena, t
 {
     const ts_vae_decoder *d = &vae->dec;
     ts_tensor x;
+    /* Every layer reuses the space its predecessor freed: keep those pages (arena.h). */
+    ts_arena_hold_pages(arena, 1);
     int rc = ts_vae_decoder_input(vae, latent, arena, &x);
     rc = rc ? rc : ts_vae_conv_replace(arena, &x, &d->conv_in_w, &d->conv_in_b, ts_conv_same(1, 1));
     rc = rc ? rc : mid(arena, &d->mid, &x);
@@ -402,6 +404,7 @@ int ts_vae_decode(const ts_vae *vae, const ts_tensor *latent, ts_arena *arena, t
     }
     rc = rc ? rc : norm_swish_replace(arena, &x, &d->norm_out_w, &d->norm_out_b);
     rc = rc ? rc : ts_vae_conv_replace(arena, &x, &d->conv_out_w, &d->conv_out_b, ts_conv_same(1, 1));
+    ts_arena_hold_pages(arena, 0);
     if (rc == 0)
         *image = x;
     return rc;
