@@ -23,5 +23,5 @@ run() { # NAME ARGS...: one run, one markdown row
 echo "| ${size}² | tiles | wall s | peak RSS MiB |"
 echo "|---|---|---:|---:|"
 run flux -m "$case/model.safetensors" --ae "$case/ae.safetensors" --clip-l "$case/clip_l.safetensors" \
-    --t5 "$case/t5.safetensors" --t5-tokenizer "$out/tok.json" --rope-axes 8,12,12 --clip-heads 2 -p "a cat"
+    --t5 "$case/t5.safetensors" --t5-tokenizer "$out/tok.json" --rope-axes 8,12,12 --clip-heads 2 -p "a cat holding a sign"
 run sd3 --clip-heads 4 -m "$out/sd3.safetensors" -p "a red fox"
