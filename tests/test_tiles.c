@@ -146,5 +146,33 @@ static void test_bad_configurations(void)
     CHECK(ts_tile_blend_from_name("feather", &b) == TS_ERR_ARG);
 }
 
+typedef struct {
+    int next, calls, stop_at;
+} batch_log;
+
+static int log_batch(void *user, int first, int count)
+{
+    batch_log *b = user;
+    CHECK(first == b->next && count >= 1 && count <= 3);
+    b->next += count;
+    return ++b->calls == b->stop_at ? ts_fail(TS_ERR_ARG, "stop") : 0;
+}
+
+/* Batches cover the tiles in order, at most `batch` at a time; an error stops them. */
+static void test_each_batch(void)
+{
+    ts_tile_config c = {16, 4, 3, TS_TILE_BLEND_UNIFORM};
+    ts_tile_plan p;
+    CHECK(ts_tile_plan_init(&p, 40, 64, &c, 4) == 0);
+    ts_arena *arena = ts_arena_create((size_t)1 << 20);
+    batch_log b = {0};
+    CHECK(ts_tile_each_batch(&p, 3, arena, log_batch, &b) == 0);
+    CHECK(b.next == p.count && b.calls == (p.count + 2) / 3);
+    b = (batch_log){.stop_at = 2};
+    CHECK(ts_tile_each_batch(&p, 3, arena, log_batch, &b) == TS_ERR_ARG && b.calls == 2);
+    ts_arena_destroy(arena);
+    ts_tile_plan_free(&p);
+}
+
 TEST_MAIN(TEST(test_plans_cover_and_overlap), TEST(test_plan_counts), TEST(test_crop_blend_round_trip),
-          TEST(test_gaussian_weights), TEST(test_touches), TEST(test_bad_configurations))
+          TEST(test_gaussian_weights), TEST(test_touches), TEST(test_bad_configurations), TEST(test_each_batch))

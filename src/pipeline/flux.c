@@ -179,6 +179,7 @@ typedef struct {
     ts_tile_plan plan;               /* one tile of the whole latent when untiled */
     int tile_batch;
     float *canvas, *acc, *wsum;      /* unpacked x, blended v [n]; weights [h * w] */
+    double sigma;                    /* of the model call under way */
 } flux_run;
 
 static void probe(const ts_flux_request *r, const char *name, int step, const float *data, int ndim,
@@ -194,8 +195,10 @@ static void probe(const ts_flux_request *r, const char *name, int step, const fl
  * unpacked canvas is packed into its own tokens, with position ids in full-canvas
  * coordinates (RoPE then sees where the tile lies), and its output is unpacked and
  * blended into d->acc. */
-static int run_tiles(flux_run *d, int first, int count, double sigma)
+static int run_tiles(void *user, int first, int count)
 {
+    flux_run *d = user;
+    double sigma = d->sigma;
     const ts_tile_plan *p = &d->plan;
     const ts_flux_request *r = d->r;
     int64_t c = d->m->vae.z_channels, tokens = (p->th / 2) * (p->tw / 2);
@@ -246,18 +249,12 @@ static int flux_denoise(void *user, const float *x, size_t n, double sigma, floa
 {
     flux_run *d = user;
     int64_t c = d->m->vae.z_channels;
-    size_t plane = (size_t)d->h * d->w, mark = ts_arena_mark(d->arena);
+    size_t plane = (size_t)d->h * d->w;
     ts_flux_unpack(x, 1, c, d->h, d->w, d->canvas);
     memset(d->acc, 0, n * sizeof *d->acc);
     memset(d->wsum, 0, plane * sizeof *d->wsum);
-    int rc = 0;
-    ts_arena_hold_pages(d->arena, 1);
-    for (int t = 0; rc == 0 && t < d->plan.count; t += d->tile_batch) {
-        int count = d->plan.count - t < d->tile_batch ? d->plan.count - t : d->tile_batch;
-        rc = run_tiles(d, t, count, sigma);
-    }
-    ts_arena_hold_pages(d->arena, 0);
-    ts_arena_reset(d->arena, mark);
+    d->sigma = sigma;
+    int rc = ts_tile_each_batch(&d->plan, d->tile_batch, d->arena, run_tiles, d);
     if (rc)
         return rc;
     ts_tile_normalize(d->acc, d->wsum, (int)c, plane);

@@ -95,6 +95,8 @@ typedef struct {
     int tile_batch;
     int canvas_top, canvas_left; /* the canvas's window in the pos_embed grid; -1: too large */
     float *acc, *wsum; /* blended velocity [branches, n]; weights [branches, h * w] */
+    const float *x;    /* the sample of the model call under way, and its level */
+    double sigma;
 } sd3_denoiser;
 
 /* Where item's tile lies in the pos_embed grid: at its place in the canvas's centred
@@ -115,8 +117,11 @@ static void tile_origin(const sd3_denoiser *d, int t, int *origin)
 
 /* The MMDiT on `count` tiles from `first`, every guidance branch of each in one
  * batch; the velocities are blended into d->acc. */
-static int run_tiles(sd3_denoiser *d, int first, int count, const float *x, double sigma)
+static int run_tiles(void *user, int first, int count)
 {
+    sd3_denoiser *d = user;
+    const float *x = d->x;
+    double sigma = d->sigma;
     const ts_tile_plan *p = &d->plan;
     int64_t c = d->m->vae.z_channels, rows = (int64_t)count * d->branches;
     const ts_tensor *ctx0 = &d->branch_cond[0]->context;
@@ -158,15 +163,12 @@ static int sd3_denoise(void *user, const float *x, size_t n, double sigma, float
 {
     sd3_denoiser *d = user;
     int64_t c = d->m->vae.z_channels;
-    size_t plane = (size_t)d->h * d->w, mark = ts_arena_mark(d->arena);
+    size_t plane = (size_t)d->h * d->w;
     memset(d->acc, 0, (size_t)d->branches * n * sizeof *d->acc);
     memset(d->wsum, 0, (size_t)d->branches * plane * sizeof *d->wsum);
-    int rc = 0;
-    ts_arena_hold_pages(d->arena, 1);
-    for (int t = 0; rc == 0 && t < d->plan.count; t += d->tile_batch)
-        rc = run_tiles(d, t, d->plan.count - t < d->tile_batch ? d->plan.count - t : d->tile_batch, x, sigma);
-    ts_arena_hold_pages(d->arena, 0);
-    ts_arena_reset(d->arena, mark);
+    d->x = x;
+    d->sigma = sigma;
+    int rc = ts_tile_each_batch(&d->plan, d->tile_batch, d->arena, run_tiles, d);
     if (rc)
         return rc;
     for (int b = 0; b < d->branches; b++) {

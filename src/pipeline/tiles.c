@@ -155,3 +155,16 @@ int ts_tile_touches(const ts_tile_plan *p, int t, const float *mask)
                 return 1;
     return 0;
 }
+
+int ts_tile_each_batch(const ts_tile_plan *p, int batch, ts_arena *arena, int (*run)(void *user, int first, int count),
+                       void *user)
+{
+    size_t mark = ts_arena_mark(arena);
+    int rc = 0;
+    ts_arena_hold_pages(arena, 1);
+    for (int t = 0; rc == 0 && t < p->count; t += batch)
+        rc = run(user, t, p->count - t < batch ? p->count - t : batch);
+    ts_arena_hold_pages(arena, 0);
+    ts_arena_reset(arena, mark);
+    return rc;
+}

@@ -22,6 +22,8 @@
 
 #include <stddef.h>
 
+#include "core/arena.h"
+
 typedef enum { TS_TILE_BLEND_UNIFORM, TS_TILE_BLEND_GAUSSIAN } ts_tile_blend;
 
 typedef struct {
@@ -64,6 +66,12 @@ void ts_tile_accumulate(const ts_tile_plan *p, int t, const float *tile, int cha
 
 /* acc [channels, h*w] /= wsum, per pixel. */
 void ts_tile_normalize(float *acc, const float *wsum, int channels, size_t plane);
+
+/* Calls run(user, first, count) for the plan's tiles in batches of up to `batch`,
+ * keeping the arena's pages resident between the batches (each fills the same space
+ * again) and giving them back after the last; stops at the first non-zero return. */
+int ts_tile_each_batch(const ts_tile_plan *p, int batch, ts_arena *arena, int (*run)(void *user, int first, int count),
+                       void *user);
 
 /* Whether mask (a [h, w] plane) is non-zero anywhere inside tile t. */
 int ts_tile_touches(const ts_tile_plan *p, int t, const float *mask);
