@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "io/weights.h"
 #include "models/family.h"
 
 /* Converting is capped so one input stays fast; the bounds are still checked at both ends. */
@@ -55,13 +56,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         last_begin = t->begin;
         touch(st, t);
     }
+    /* The same bytes through the container-neutral reader the loaders use: it must
+     * accept them too, and family detection must account for every tensor. */
+    ts_weights *wf = NULL;
+    if (ts_weights_open_memory(data, size, &wf) != 0 || ts_weights_count(wf) != ts_st_count(st))
+        abort();
     ts_model_info info;
-    ts_family_detect(st, &info);
+    ts_family_detect(wf, &info);
     size_t claimed = info.other_tensors;
     for (int c = 0; c < TS_COMP_COUNT; c++)
         claimed += info.comp[c].tensors;
     if (claimed != ts_st_count(st))
         abort();
+    ts_weights_close(wf);
     (void)ts_st_metadata(st, "format");
     for (size_t i = 0; ts_st_metadata_key(st, i); i++)
         (void)ts_st_metadata(st, ts_st_metadata_key(st, i));
