@@ -58,16 +58,44 @@ static int forward(const ts_mmdit *m, ts_arena *arena, float *x, int b, float *c
     return ts_mmdit_forward(m, &in, arena, out);
 }
 
+/* A golden MMDiT with an arena and room for a batch of inputs. */
+typedef struct {
+    ts_weights *st;
+    ts_mmdit *m;
+    ts_arena *arena;
+    batch_inputs *in;
+} fixture;
+
+/* Whether everything loaded (a failure is a failed check). */
+static int fixture_open(fixture *f, const char *case_name)
+{
+    *f = (fixture){test_open_golden_weights(case_name, "model.safetensors"), NULL, NULL, NULL};
+    CHECK(f->st && ts_mmdit_load(f->st, "model.diffusion_model.", &f->m) == 0);
+    f->arena = ts_arena_create((size_t)1 << 28);
+    f->in = malloc(sizeof *f->in);
+    return f->m && f->arena && f->in;
+}
+
+static void fixture_close(fixture *f)
+{
+    free(f->in);
+    ts_arena_destroy(f->arena);
+    ts_mmdit_free(f->m);
+    ts_weights_close(f->st);
+}
+
 /* Batch of two (SD3.5: qk-norm and attn2) equals each item run alone. */
 static void test_batch_matches_single(void)
 {
-    ts_weights *st = test_open_golden_weights("mmdit_sd35", "model.safetensors");
+    fixture f;
     ts_mmdit *m = NULL;
-    CHECK(st && ts_mmdit_load(st, "model.diffusion_model.", &m) == 0);
-    ts_arena *arena = ts_arena_create((size_t)1 << 28);
-    batch_inputs *in = malloc(sizeof *in);
-    if (!m || !arena || !in)
+    ts_arena *arena = NULL;
+    batch_inputs *in = NULL;
+    if (!fixture_open(&f, "mmdit_sd35"))
         goto done;
+    m = f.m;
+    arena = f.arena;
+    in = f.in;
     fill(in->x, B * C * H * W, 1);
     fill(in->ctx, B * LC * DC, 2);
     fill(in->y, B * ADM, 3);
@@ -92,10 +120,7 @@ static void test_batch_matches_single(void)
     /* The two items differ, so the comparison above could fail. */
     CHECK(fabs((double)both.data[0] - both.data[per]) > 0);
 done:
-    free(in);
-    ts_arena_destroy(arena);
-    ts_mmdit_free(m);
-    ts_weights_close(st);
+    fixture_close(&f);
 }
 
 typedef struct {
@@ -179,13 +204,15 @@ static void test_bad_inputs(void)
  * refused. */
 static void test_pos_origin(void)
 {
-    ts_weights *st = test_open_golden_weights("mmdit_sd3", "model.safetensors");
+    fixture f;
     ts_mmdit *m = NULL;
-    CHECK(st && ts_mmdit_load(st, "model.diffusion_model.", &m) == 0);
-    ts_arena *arena = ts_arena_create((size_t)1 << 28);
-    batch_inputs *in = malloc(sizeof *in);
-    if (!m || !arena || !in)
+    ts_arena *arena = NULL;
+    batch_inputs *in = NULL;
+    if (!fixture_open(&f, "mmdit_sd3"))
         goto done;
+    m = f.m;
+    arena = f.arena;
+    in = f.in;
     int64_t per = C * H * W;
     fill(in->x, per, 4);
     fill(in->ctx, LC * DC, 5);
@@ -212,10 +239,7 @@ static void test_pos_origin(void)
     mi.pos_origin = outside;
     CHECK(ts_mmdit_forward(m, &mi, arena, &placed) == TS_ERR_ARG);
 done:
-    free(in);
-    ts_arena_destroy(arena);
-    ts_mmdit_free(m);
-    ts_weights_close(st);
+    fixture_close(&f);
 }
 
 TEST_MAIN(TEST(test_config), TEST(test_batch_matches_single), TEST(test_pos_embed_crop), TEST(test_bad_inputs), TEST(test_pos_origin))
